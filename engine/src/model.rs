@@ -1,0 +1,553 @@
+//! Content and record types: what users write in YAML (packs, actions, rules, workflows,
+//! sensor instances) and what Squall stores (executions).
+//!
+//! These types carry no I/O. Loading, validation and compilation live in `content`.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+/// A JSON value: parameters, payloads and results are all JSON.
+pub type Json = serde_json::Value;
+
+/// The placeholder shown instead of a secret value.
+pub const MASK: &str = "********";
+
+/// `pack.yaml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackMeta {
+    /// Pack name, `[a-z0-9_-]+`; the first part of every reference in the pack.
+    pub name: String,
+    /// Semantic version of the pack.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// One line saying what the pack integrates.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Who maintains the pack.
+    #[serde(default)]
+    pub author: Option<String>,
+    /// Contact address of the author.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Other packs this pack's content refers to.
+    #[serde(default)]
+    pub dependencies: Vec<String>,
+    /// Schema of `config/<pack>.yaml`.
+    #[serde(default)]
+    pub config_schema: IndexMap<String, ParamSpec>,
+}
+
+/// The JSON types a parameter may declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    /// A string.
+    String,
+    /// A whole number.
+    Integer,
+    /// Any number.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+    /// A list.
+    Array,
+    /// A map.
+    Object,
+    /// `null`.
+    Null,
+}
+
+impl ParamType {
+    /// The name as written in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamType::String => "string",
+            ParamType::Integer => "integer",
+            ParamType::Number => "number",
+            ParamType::Boolean => "boolean",
+            ParamType::Array => "array",
+            ParamType::Object => "object",
+            ParamType::Null => "null",
+        }
+    }
+}
+
+/// One parameter of an action or workflow (a JSON-schema subset, as in StackStorm).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSpec {
+    /// Declared type; absent means any JSON value.
+    #[serde(default, rename = "type")]
+    pub kind: Option<ParamType>,
+    /// What the parameter is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The caller must give a value (a `default` satisfies it).
+    #[serde(default)]
+    pub required: bool,
+    /// Value used when the caller gives none.
+    #[serde(default)]
+    pub default: Option<Json>,
+    /// The value must be one of these.
+    #[serde(default, rename = "enum")]
+    pub allowed: Option<Vec<Json>>,
+    /// The value is masked in records, logs and output.
+    #[serde(default)]
+    pub secret: bool,
+    /// The caller may not override the default.
+    #[serde(default)]
+    pub immutable: bool,
+    /// Lower bound for numbers.
+    #[serde(default)]
+    pub minimum: Option<f64>,
+    /// Upper bound for numbers.
+    #[serde(default)]
+    pub maximum: Option<f64>,
+    /// Regular expression a string must match.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// Schema of each element of an array.
+    #[serde(default)]
+    pub items: Option<Box<ParamSpec>>,
+    /// Schemas of known keys of an object.
+    #[serde(default)]
+    pub properties: Option<IndexMap<String, ParamSpec>>,
+}
+
+/// The `http:` block of an action run by the `http` runner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// HTTP method; default GET.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Request URL; may hold `{{ }}` over the parameters.
+    pub url: String,
+    /// Request headers; values may hold `{{ }}`.
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    /// JSON body (templated).
+    #[serde(default)]
+    pub json: Option<Json>,
+    /// Raw body (templated).
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Request timeout in seconds.
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// Status codes that count as success; default any 2xx.
+    #[serde(default)]
+    pub expect_status: Option<Vec<u16>>,
+}
+
+/// An action's metadata file (`packs/<pack>/actions/<name>.yaml`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionMeta {
+    /// Action name, `[a-z0-9_-]+`.
+    pub name: String,
+    /// Pack; defaults to the pack the file is in.
+    #[serde(default)]
+    pub pack: Option<String>,
+    /// What the action does.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Runner type that executes it (`noop`, `shell`, `http`, `rhai`, ...).
+    pub runner: String,
+    /// Whether the action may be run.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// A file beside the metadata, for runners that take one.
+    #[serde(default)]
+    pub entry_point: Option<String>,
+    /// Command for the `shell` runner (run with `sh -c`).
+    #[serde(default)]
+    pub cmd: Option<String>,
+    /// Working directory for the `shell` runner.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Extra environment for the `shell` runner.
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
+    /// Request for the `http` runner.
+    #[serde(default)]
+    pub http: Option<HttpSpec>,
+    /// Parameter schema.
+    #[serde(default)]
+    pub parameters: IndexMap<String, ParamSpec>,
+    /// Seconds before the execution ends with status `timeout`.
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// Safe to run again after a crash.
+    #[serde(default)]
+    pub idempotent: bool,
+    /// At most this many executions of the action run at once.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// Free-form tags for listing.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The `action:` block of a rule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleAction {
+    /// Reference of the action to run.
+    #[serde(rename = "ref")]
+    pub action: String,
+    /// Parameter templates rendered against the trigger.
+    #[serde(default)]
+    pub parameters: IndexMap<String, Json>,
+}
+
+/// One StackStorm-style criterion: `path: {type: op, pattern: value}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Criterion {
+    /// Operator name (`equals`, `regex`, `inside`, ...).
+    #[serde(rename = "type")]
+    pub op: String,
+    /// Operand; absent for `exists`/`nexists`.
+    #[serde(default)]
+    pub pattern: Option<Json>,
+}
+
+/// A rule file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Rule name.
+    pub name: String,
+    /// Pack; defaults to the pack the file is in (`site` for the site folders).
+    #[serde(default)]
+    pub pack: Option<String>,
+    /// What the rule does.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Disabled rules are loaded and validated but never fire.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Trigger type the rule listens to.
+    pub trigger: String,
+    /// rhai boolean expression over `trigger` and `event`.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// StackStorm-style criteria, ANDed with `when`.
+    #[serde(default)]
+    pub criteria: IndexMap<String, Criterion>,
+    /// What to run when the rule matches.
+    pub action: RuleAction,
+}
+
+/// Where a transition goes: one task name, or guarded alternatives (first match wins).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Transition {
+    /// `on-success: next_task`
+    Task(String),
+    /// `on-success: [{if: expr, do: task}, {do: task}]`
+    Guarded(Vec<Guard>),
+}
+
+/// One guarded alternative of a transition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    /// rhai boolean expression; absent means always.
+    #[serde(default, rename = "if")]
+    pub condition: Option<String>,
+    /// Task to go to.
+    #[serde(rename = "do")]
+    pub task: String,
+}
+
+/// Per-task retry policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Extra attempts after the first failure.
+    pub count: u32,
+    /// Seconds between attempts.
+    #[serde(default)]
+    pub delay: f64,
+}
+
+/// Run a task once per item.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithItems {
+    /// Template yielding an array.
+    pub items: Json,
+    /// How many items run at once (default 1).
+    #[serde(default = "one")]
+    pub concurrency: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// One task of an action-chain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// Task name, unique in the chain.
+    pub name: String,
+    /// Action to run.
+    #[serde(rename = "ref")]
+    pub action: String,
+    /// Parameters: a map of templates, or one template yielding a map.
+    #[serde(default, alias = "params")]
+    pub parameters: Option<Json>,
+    /// Names to publish into the workflow scope (templates over `result`).
+    #[serde(default)]
+    pub publish: IndexMap<String, Json>,
+    /// Next task on success.
+    #[serde(default, rename = "on-success")]
+    pub on_success: Option<Transition>,
+    /// Next task on failure, timeout or abandon.
+    #[serde(default, rename = "on-failure")]
+    pub on_failure: Option<Transition>,
+    /// Retry policy.
+    #[serde(default)]
+    pub retry: Option<Retry>,
+    /// Run once per item.
+    #[serde(default, rename = "with")]
+    pub with_items: Option<WithItems>,
+}
+
+/// An action-chain workflow file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowSpec {
+    /// Workflow name (it is also an action: `pack.name`).
+    pub name: String,
+    /// Pack; defaults to the pack the file is in.
+    #[serde(default)]
+    pub pack: Option<String>,
+    /// What the workflow does.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Parameter schema.
+    #[serde(default)]
+    pub parameters: IndexMap<String, ParamSpec>,
+    /// Constants in scope for every task.
+    #[serde(default)]
+    pub vars: IndexMap<String, Json>,
+    /// First task; default the first in `chain`.
+    #[serde(default)]
+    pub default: Option<String>,
+    /// The tasks.
+    pub chain: Vec<TaskSpec>,
+    /// Result of the workflow (templates); default the published scope.
+    #[serde(default)]
+    pub output: Option<Json>,
+    /// Upper bound on task runs (default 1000).
+    #[serde(default)]
+    pub max_task_runs: Option<u32>,
+    /// Seconds before the whole workflow times out.
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// Safe to run again after a crash (applies to the workflow as a whole).
+    #[serde(default)]
+    pub idempotent: bool,
+}
+
+/// A sensor instance file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorSpec {
+    /// Sensor name.
+    pub name: String,
+    /// Pack; defaults to the pack the file is in.
+    #[serde(default)]
+    pub pack: Option<String>,
+    /// What it watches.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Built-in sensor type (`cron`, `interval`, `webhook`, `kubernetes.watch`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Trigger type emitted; default per sensor type.
+    #[serde(default)]
+    pub trigger: Option<String>,
+    /// Disabled sensors are validated but not started.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Type-specific configuration.
+    #[serde(default)]
+    pub config: Json,
+}
+
+/// Lifecycle of an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Created, not yet queued.
+    Requested,
+    /// Queued, waiting for a worker or a concurrency slot.
+    Scheduled,
+    /// A runner is working on it.
+    Running,
+    /// Finished well.
+    Succeeded,
+    /// Finished badly.
+    Failed,
+    /// Ran past its timeout.
+    Timeout,
+    /// Cancel requested, runner stopping.
+    Canceling,
+    /// Stopped on request.
+    Canceled,
+    /// Was running when the engine died and is not idempotent.
+    Abandoned,
+}
+
+impl Status {
+    /// All statuses, in lifecycle order.
+    pub const ALL: [Status; 9] = [
+        Status::Requested,
+        Status::Scheduled,
+        Status::Running,
+        Status::Succeeded,
+        Status::Failed,
+        Status::Timeout,
+        Status::Canceling,
+        Status::Canceled,
+        Status::Abandoned,
+    ];
+
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Requested => "requested",
+            Status::Scheduled => "scheduled",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Timeout => "timeout",
+            Status::Canceling => "canceling",
+            Status::Canceled => "canceled",
+            Status::Abandoned => "abandoned",
+        }
+    }
+
+    /// Parse a lower-case name.
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// No further change will happen.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Status::Succeeded
+                | Status::Failed
+                | Status::Timeout
+                | Status::Canceled
+                | Status::Abandoned
+        )
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A child execution as listed in its workflow's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChildRef {
+    /// Child execution id.
+    pub id: String,
+    /// Task name in the chain.
+    pub task: String,
+    /// Action run.
+    pub action: String,
+    /// Last known status.
+    pub status: Status,
+    /// The `with` item, for per-item children.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<Json>,
+}
+
+/// The stored record of one run of an action (PRODUCT §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    /// Sortable id (ULID).
+    pub id: String,
+    /// Action reference.
+    pub action: String,
+    /// Parameters as given plus defaults, secrets masked.
+    pub parameters: Json,
+    /// Current status.
+    pub status: Status,
+    /// Result, when finished (secrets masked).
+    #[serde(default)]
+    pub result: Option<Json>,
+    /// Why it did not succeed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// RFC 3339 time the record was created.
+    pub created_at: String,
+    /// When a runner started it.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// When it reached a terminal status.
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    /// Parent workflow execution.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// Task name in the parent workflow.
+    #[serde(default)]
+    pub task: Option<String>,
+    /// Trigger instance that caused it (via a rule).
+    #[serde(default)]
+    pub trigger_instance: Option<String>,
+    /// Rule that caused it.
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// Attempt number (1 for the first run; retries and re-runs after a crash count up).
+    pub attempt: u32,
+    /// Who asked for it (CLI user, API token name, rule).
+    #[serde(default)]
+    pub requested_by: Option<String>,
+    /// The `with` item this execution ran for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<Json>,
+    /// Child executions of a workflow, in run order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildRef>,
+}
+
+/// One captured piece of an execution's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    /// `stdout`, `stderr` or `progress`.
+    pub stream: String,
+    /// The text (secrets masked).
+    pub data: String,
+    /// RFC 3339 time it was captured.
+    pub at: String,
+}
+
+/// Current time as RFC 3339 with microseconds, UTC.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// True when `name` is a valid object name: `[a-z0-9_-]+`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}

@@ -1,0 +1,154 @@
+//! Runners: the code that carries out an action. One module per runner, all behind the
+//! [`Runner`] trait, registered by name in [`Registry`]; an action's `runner:` picks one.
+
+use crate::content::Action;
+use crate::model::{Json, Status};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub mod http;
+pub mod noop;
+pub mod rhai_script;
+pub mod shell;
+
+/// Everything a runner gets for one execution.
+pub struct RunContext {
+    /// Id of the execution being run.
+    pub execution_id: String,
+    /// The action, with its metadata and the directory its files are in.
+    pub action: Arc<Action>,
+    /// Validated parameters with defaults filled, secrets in clear.
+    pub parameters: Json,
+    /// The pack's configuration (`config/<pack>.yaml`), `{}` when none.
+    pub pack_config: Json,
+    /// Fired on cancel or timeout; the runner must stop promptly and return.
+    pub cancel: CancellationToken,
+    /// Where live output goes (stored in chunks, streamed to `execution tail`).
+    pub output: OutputSink,
+}
+
+/// How a runner finished.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionOutcome {
+    /// `Succeeded`, `Failed`, or `Canceled` when it stopped because `cancel` fired.
+    pub status: Status,
+    /// The result value (shape documented per runner).
+    pub result: Json,
+    /// A human-readable reason when not succeeded.
+    pub error: Option<String>,
+}
+
+impl ActionOutcome {
+    /// A success with `result`.
+    pub fn succeeded(result: Json) -> Self {
+        ActionOutcome {
+            status: Status::Succeeded,
+            result,
+            error: None,
+        }
+    }
+
+    /// A failure with a reason and whatever result was produced.
+    pub fn failed(error: impl Into<String>, result: Json) -> Self {
+        ActionOutcome {
+            status: Status::Failed,
+            result,
+            error: Some(error.into()),
+        }
+    }
+
+    /// Stopped because the cancel token fired.
+    pub fn canceled(result: Json) -> Self {
+        ActionOutcome {
+            status: Status::Canceled,
+            result,
+            error: Some("canceled".into()),
+        }
+    }
+}
+
+/// A stream of output chunks from a runner: `(stream, text)` with stream `stdout`,
+/// `stderr` or `progress`.
+#[derive(Clone)]
+pub struct OutputSink {
+    tx: Option<mpsc::UnboundedSender<(String, String)>>,
+}
+
+impl OutputSink {
+    /// A sink that sends every chunk to `tx`.
+    pub fn new(tx: mpsc::UnboundedSender<(String, String)>) -> Self {
+        OutputSink { tx: Some(tx) }
+    }
+
+    /// A sink that drops everything (tests, validation).
+    pub fn discard() -> Self {
+        OutputSink { tx: None }
+    }
+
+    /// Emit one chunk.
+    pub fn emit(&self, stream: &str, data: impl Into<String>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((stream.to_string(), data.into()));
+        }
+    }
+}
+
+/// A way of carrying out actions.
+#[async_trait]
+pub trait Runner: Send + Sync {
+    /// The name used in `runner:`.
+    fn name(&self) -> &'static str;
+
+    /// Problems with an action's metadata for this runner (missing `cmd`, bad template...),
+    /// each as `(field, message)`. Called by `squall validate`.
+    fn validate(&self, _action: &Action) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// Carry out one execution.
+    async fn run(&self, ctx: RunContext) -> ActionOutcome;
+}
+
+/// The runners known to this build, by name.
+pub struct Registry {
+    runners: BTreeMap<&'static str, Arc<dyn Runner>>,
+}
+
+impl Registry {
+    /// The built-in runners. `action-chain` is not here: workflows are interpreted by
+    /// `workflow::Chain`, which needs the executor rather than a runner.
+    pub fn builtin() -> Self {
+        let mut r = Registry {
+            runners: BTreeMap::new(),
+        };
+        r.add(Arc::new(noop::NoopRunner));
+        r.add(Arc::new(shell::ShellRunner));
+        r.add(Arc::new(http::HttpRunner::new()));
+        r.add(Arc::new(rhai_script::RhaiRunner));
+        r
+    }
+
+    /// Register a runner under its name (replacing one of the same name).
+    pub fn add(&mut self, runner: Arc<dyn Runner>) {
+        self.runners.insert(runner.name(), runner);
+    }
+
+    /// The runner called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Runner>> {
+        self.runners.get(name).cloned()
+    }
+
+    /// Names of all runners, including `action-chain`.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = self.runners.keys().copied().collect();
+        v.push(ACTION_CHAIN);
+        v.sort();
+        v
+    }
+}
+
+/// The runner name of workflows.
+pub const ACTION_CHAIN: &str = "action-chain";
