@@ -67,6 +67,33 @@ pub fn mask_str(text: &str) -> String {
     out
 }
 
+/// The known secrets that occur somewhere in `value` (so that a record holding them can
+/// carry them, encrypted, across a restart and register them again).
+pub fn found_in(value: &Json) -> Vec<String> {
+    if none_known() {
+        return Vec::new();
+    }
+    let mut strings = Vec::new();
+    collect_strings(value, &mut strings);
+    let reg = registry().read().unwrap_or_else(|e| e.into_inner());
+    reg.iter()
+        .filter(|secret| strings.iter().any(|s| s.contains(secret.as_str())))
+        .cloned()
+        .collect()
+}
+
+fn collect_strings<'a>(value: &'a Json, out: &mut Vec<&'a str>) {
+    match value {
+        Json::String(s) => out.push(s),
+        Json::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        Json::Object(map) => map.iter().for_each(|(k, v)| {
+            out.push(k);
+            collect_strings(v, out)
+        }),
+        _ => {}
+    }
+}
+
 /// Mask every known secret in every string of a JSON value (keys included).
 pub fn mask_json(value: &Json) -> Json {
     if none_known() {
@@ -94,7 +121,10 @@ mod tests {
         register("hunter2-secret-value");
         let v = json!({"url": "https://u:hunter2-secret-value@h/", "n": 3, "l": ["hunter2-secret-value"]});
         let m = mask_json(&v);
-        assert_eq!(m, json!({"url": "https://u:********@h/", "n": 3, "l": ["********"]}));
+        assert_eq!(
+            m,
+            json!({"url": "https://u:********@h/", "n": 3, "l": ["********"]})
+        );
         assert_eq!(mask_str("pw=hunter2-secret-value;"), "pw=********;");
     }
 

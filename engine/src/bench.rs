@@ -1,0 +1,207 @@
+//! `squall bench`: measures the figures of PRODUCT §7 that the engine core owns, on this
+//! machine, with real components (rhai, sled with durable flushes, the chain interpreter).
+//! Reports numbers; it asserts nothing.
+
+use crate::cli::local::Failure;
+use crate::cli::{Cli, ExitCode, Format};
+use crate::executions::{Engine, Request};
+use crate::model::{Json, RuleSpec, Status};
+use crate::rules::{Rule, TriggerContext};
+use crate::runners::Registry;
+use crate::store::Store;
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// `squall bench` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Triggers to evaluate against the 100 rules.
+    #[arg(long, default_value_t = 20_000)]
+    pub triggers: usize,
+    /// No-op executions to run.
+    #[arg(long, default_value_t = 20_000)]
+    pub executions: usize,
+    /// How many executions run at once.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Tasks in the benchmark workflow (transitions = tasks - 1).
+    #[arg(long, default_value_t = 200)]
+    pub chain_tasks: usize,
+}
+
+/// Run the benchmarks and print the figures.
+pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
+    let rules = bench_rules(args.triggers)?;
+    let dir = tempfile_dir()?;
+    write_content(dir.path(), args.chain_tasks)?;
+    let content =
+        Arc::new(crate::content::load(dir.path()).map_err(|d| Failure::Failed(d.to_string()))?);
+    let store = Arc::new(Store::open(&dir.path().join(".squall"), None)?);
+    let engine = Engine::new(content, store, Registry::builtin());
+    let execs = bench_executions(&engine, args.executions, args.concurrency).await?;
+    let chain = bench_chain(&engine, args.chain_tasks).await?;
+    let report = json!({
+        "rule_evaluations_per_second": rules,
+        "noop_executions_per_second": execs,
+        "chain_transition_overhead_ms": chain,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    });
+    if cli.output != Format::Table {
+        crate::cli::print_structured(cli.output, &report);
+    } else {
+        println!(
+            "rule evaluations (100 rules, rhai `when`): {:>12.0} /s   (target >= 1,000,000)",
+            rules
+        );
+        println!(
+            "no-op executions, durably recorded:        {:>12.0} /s   (target >= 20,000)",
+            execs
+        );
+        println!(
+            "action-chain overhead per transition:      {:>12.3} ms   (target <= 1 ms)",
+            chain
+        );
+    }
+    Ok(0)
+}
+
+fn tempfile_dir() -> Result<tempfile::TempDir, Failure> {
+    tempfile::Builder::new()
+        .prefix("squall-bench")
+        .tempdir()
+        .map_err(|e| Failure::Failed(format!("cannot create a temp dir: {e}")))
+}
+
+/// Evaluations per second of 100 rules with a rhai `when` on one trigger type, on all cores.
+fn bench_rules(triggers: usize) -> Result<f64, Failure> {
+    let mut rules = Vec::new();
+    for i in 0..100 {
+        let spec: RuleSpec = serde_json::from_value(json!({
+            "name": format!("r{i}"),
+            "trigger": "kubernetes.resource",
+            "when": format!("trigger.event == \"ADDED\" && trigger.object.kind == \"Kind{i}\""),
+            "action": {"ref": "core.noop"},
+        }))?;
+        rules.push(
+            Rule::compile(spec, "bench", "bench".into())
+                .map_err(|e| Failure::Failed(format!("{e:?}")))?,
+        );
+    }
+    let rules = Arc::new(rules);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let per_thread = triggers.div_ceil(threads);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let rules = rules.clone();
+            std::thread::spawn(move || {
+                let mut matched = 0usize;
+                for n in 0..per_thread {
+                    let payload = json!({"event": "ADDED", "object": {"kind": format!("Kind{}", (n + t) % 100), "metadata": {"name": "db"}}});
+                    let mut ctx = TriggerContext::new(&payload, &json!({"type": "kubernetes.resource"}));
+                    for r in rules.iter() {
+                        if r.matches(&mut ctx).unwrap_or(false) {
+                            matched += 1;
+                        }
+                    }
+                }
+                matched
+            })
+        })
+        .collect();
+    let matched: usize = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    let secs = start.elapsed().as_secs_f64();
+    let evals = (per_thread * threads * rules.len()) as f64;
+    if matched != per_thread * threads {
+        return Err(Failure::Failed(format!(
+            "rule benchmark is wrong: {matched} matches for {} triggers",
+            per_thread * threads
+        )));
+    }
+    Ok(evals / secs)
+}
+
+async fn bench_executions(
+    engine: &Arc<Engine>,
+    n: usize,
+    concurrency: usize,
+) -> Result<f64, Failure> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let permit = sem
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Failure::Failed(e.to_string()))?;
+        let engine = engine.clone();
+        handles.push(tokio::spawn(async move {
+            let _p = permit;
+            let req = Request {
+                action: "bench.noop".into(),
+                parameters: json!({"n": i}),
+                ..Default::default()
+            };
+            engine.execute(req).await.map(|e| e.status)
+        }));
+    }
+    let mut ok = 0;
+    for h in handles {
+        if let Ok(Ok(Status::Succeeded)) = h.await {
+            ok += 1;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if ok != n {
+        return Err(Failure::Failed(format!(
+            "only {ok} of {n} benchmark executions succeeded"
+        )));
+    }
+    Ok(n as f64 / secs)
+}
+
+/// Milliseconds per task transition of a long chain of no-op tasks, minus the cost of the
+/// no-op executions themselves, measured separately.
+async fn bench_chain(engine: &Arc<Engine>, tasks: usize) -> Result<f64, Failure> {
+    let start = Instant::now();
+    let e = engine
+        .execute(Request {
+            action: "bench.chain".into(),
+            parameters: Json::Null,
+            ..Default::default()
+        })
+        .await?;
+    let secs = start.elapsed().as_secs_f64();
+    if e.status != Status::Succeeded {
+        return Err(Failure::Failed(format!(
+            "benchmark workflow ended {}: {:?}",
+            e.status, e.error
+        )));
+    }
+    Ok(secs * 1000.0 / tasks as f64)
+}
+
+fn write_content(root: &Path, tasks: usize) -> Result<(), Failure> {
+    let pack = root.join("packs/bench");
+    std::fs::create_dir_all(pack.join("actions"))?;
+    std::fs::create_dir_all(pack.join("workflows"))?;
+    std::fs::write(pack.join("pack.yaml"), "name: bench\n")?;
+    std::fs::write(
+        pack.join("actions/noop.yaml"),
+        "name: noop\nrunner: noop\nparameters:\n  n: {type: integer}\n",
+    )?;
+    let mut wf = String::from("name: chain\nchain:\n");
+    for i in 0..tasks {
+        wf.push_str(&format!("  - name: t{i}\n    ref: bench.noop\n    parameters: {{n: {i}}}\n    publish: {{last: \"{{{{ result.n }}}}\"}}\n"));
+        if i + 1 < tasks {
+            wf.push_str(&format!("    on-success: t{}\n", i + 1));
+        }
+    }
+    std::fs::write(pack.join("workflows/chain.yaml"), wf)?;
+    Ok(())
+}

@@ -1,0 +1,436 @@
+//! Commands that work directly on the content root and the local data dir.
+
+use super::output::{self, structured, table, Format};
+use super::{ActionCmd, Cli, Command, ExecutionCmd, ExitCode, RuleCmd, RunArgs};
+use crate::content::{self, Content};
+use crate::executions::{Engine, Request};
+use crate::model::{Json, Status};
+use crate::runners::Registry;
+use crate::store::{ListFilter, Store};
+use serde_json::json;
+use std::io::Read;
+use std::sync::Arc;
+
+/// Run one parsed command.
+pub async fn dispatch(cli: Cli) -> ExitCode {
+    let format = cli.output;
+    let result = match &cli.command {
+        Command::Validate => return validate(&cli),
+        Command::Pack(cmd) => return super::pack::run(&cli, cmd),
+        Command::Rule(cmd) => rule(&cli, cmd),
+        Command::Action(cmd) => action(&cli, cmd),
+        Command::Run(args) => run(&cli, args).await,
+        Command::Execution(cmd) => execution(&cli, cmd).await,
+        Command::Bench(args) => crate::bench::run(&cli, args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            2
+        }
+        Err(Failure::Failed(msg)) => {
+            if format == Format::Json {
+                println!("{}", json!({"error": msg}));
+            }
+            eprintln!("error: {msg}");
+            1
+        }
+    }
+}
+
+/// Why a command did not complete.
+pub enum Failure {
+    /// The command was used wrongly (exit 2).
+    Usage(String),
+    /// The thing failed (exit 1).
+    Failed(String),
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Failed(e.to_string())
+    }
+}
+
+type CmdResult = Result<ExitCode, Failure>;
+
+/// Load the content root; print the problems when it is invalid.
+pub fn load(cli: &Cli) -> Result<Arc<Content>, Failure> {
+    match content::load(&cli.root) {
+        Ok(c) => Ok(Arc::new(c)),
+        Err(d) => {
+            for p in &d.0 {
+                eprintln!("{p}");
+            }
+            Err(Failure::Failed(format!(
+                "content under {} has {} problem(s); fix them (see `squall validate`)",
+                cli.root.display(),
+                d.0.len()
+            )))
+        }
+    }
+}
+
+/// Open the local store and build an engine.
+pub fn engine(cli: &Cli, content: Arc<Content>) -> Result<Arc<Engine>, Failure> {
+    let dir = cli.data.clone().unwrap_or_else(|| content.data_dir());
+    let key = content
+        .settings
+        .key_file
+        .as_ref()
+        .map(|k| content.root.join(content::expand_home(k)));
+    let store = Store::open(&dir, key.as_deref())?;
+    Ok(Engine::new(content, Arc::new(store), Registry::builtin()))
+}
+
+fn validate(cli: &Cli) -> ExitCode {
+    match content::load(&cli.root) {
+        Ok(c) => {
+            let summary = json!({
+                "valid": true,
+                "packs": c.packs.len(),
+                "actions": c.actions.len(),
+                "rules": c.rules.len(),
+                "sensors": c.sensors.len(),
+            });
+            if structured(cli.output, &summary).is_none() {
+                println!(
+                    "content is valid: {} packs, {} actions, {} rules, {} sensors",
+                    c.packs.len(),
+                    c.actions.len(),
+                    c.rules.len(),
+                    c.sensors.len()
+                );
+            }
+            0
+        }
+        Err(d) => {
+            let problems: Vec<Json> = d
+                .0
+                .iter()
+                .map(|p| json!({"file": p.file, "line": p.line, "column": p.col, "message": p.message}))
+                .collect();
+            if structured(cli.output, &json!({"valid": false, "problems": problems})).is_none() {
+                println!("{d}");
+            }
+            1
+        }
+    }
+}
+
+async fn run(cli: &Cli, args: &RunArgs) -> CmdResult {
+    let content = load(cli)?;
+    let action = content.action(&args.action).map_err(Failure::Usage)?;
+    let mut params = match &args.json {
+        Some(j) => match serde_json::from_str::<Json>(j) {
+            Ok(Json::Object(m)) => m,
+            Ok(_) => {
+                return Err(Failure::Usage(
+                    "-p takes a JSON object, like -p '{\"count\": 3}'".into(),
+                ))
+            }
+            Err(e) => return Err(Failure::Usage(format!("-p is not valid JSON: {e}"))),
+        },
+        None => Default::default(),
+    };
+    let kv = crate::params::from_kv(&action.meta.parameters, &args.params)
+        .map_err(|e| Failure::Usage(format!("{}: {e}", action.reference)))?;
+    params.extend(kv);
+    let engine = engine(cli, content)?;
+    let mut tap = engine.tap_output();
+    let live = cli.output == Format::Table;
+    let printer = tokio::spawn(async move {
+        while let Some((_id, chunk)) = tap.recv().await {
+            if live {
+                eprint!("{}", chunk.data);
+            }
+        }
+    });
+    let req = Request {
+        action: args.action.clone(),
+        parameters: Json::Object(params),
+        requested_by: Some(whoami()),
+        ..Default::default()
+    };
+    let result = engine.execute(req).await;
+    printer.abort();
+    let e = match result {
+        Ok(e) => e,
+        Err(crate::executions::EngineError::Params { action, error }) => {
+            return Err(Failure::Usage(format!("{action}: {error}")))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let e = engine.get(&e.id)?;
+    output::execution(cli.output, &e);
+    Ok(if e.status == Status::Succeeded { 0 } else { 1 })
+}
+
+/// The OS user, for the audit trail of local runs.
+fn whoami() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .map(|u| format!("cli:{u}"))
+        .unwrap_or_else(|_| "cli".into())
+}
+
+fn action(cli: &Cli, cmd: &ActionCmd) -> CmdResult {
+    let content = load(cli)?;
+    match cmd {
+        ActionCmd::List { pack } => {
+            let list: Vec<Json> = content
+                .actions
+                .values()
+                .filter(|a| pack.as_deref().map_or(true, |p| a.pack == p))
+                .map(|a| json!({"ref": a.reference, "runner": a.meta.runner, "description": a.meta.description}))
+                .collect();
+            if structured(cli.output, &list).is_none() {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            a["ref"].as_str().unwrap_or("").to_string(),
+                            a["runner"].as_str().unwrap_or("").to_string(),
+                            a["description"].as_str().unwrap_or("").to_string(),
+                        ]
+                    })
+                    .collect();
+                table(&["REF", "RUNNER", "DESCRIPTION"], &rows);
+            }
+        }
+        ActionCmd::Get { reference } => {
+            let a = content.action(reference).map_err(Failure::Failed)?;
+            let doc = json!({
+                "ref": a.reference,
+                "pack": a.pack,
+                "file": a.file,
+                "metadata": a.meta,
+            });
+            if structured(cli.output, &doc).is_none() {
+                println!("ref:         {}", a.reference);
+                println!("runner:      {}", a.meta.runner);
+                println!("file:        {}", a.file.display());
+                if let Some(d) = &a.meta.description {
+                    println!("description: {d}");
+                }
+                let rows: Vec<Vec<String>> = a
+                    .meta
+                    .parameters
+                    .iter()
+                    .map(|(n, s)| {
+                        let mut flags = Vec::new();
+                        if s.required {
+                            flags.push("required");
+                        }
+                        if s.secret {
+                            flags.push("secret");
+                        }
+                        vec![
+                            n.clone(),
+                            s.kind.map(|k| k.as_str()).unwrap_or("any").to_string(),
+                            s.default
+                                .as_ref()
+                                .map(|d| d.to_string())
+                                .unwrap_or_default(),
+                            flags.join(","),
+                            s.description.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                if !rows.is_empty() {
+                    println!("parameters:");
+                    table(&["NAME", "TYPE", "DEFAULT", "FLAGS", "DESCRIPTION"], &rows);
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn execution(cli: &Cli, cmd: &ExecutionCmd) -> CmdResult {
+    let content = load(cli)?;
+    let engine = engine(cli, content)?;
+    match cmd {
+        ExecutionCmd::List {
+            status,
+            action,
+            limit,
+            all,
+        } => {
+            let status = match status {
+                Some(s) => Some(Status::parse(s).ok_or_else(|| {
+                    let names: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+                    Failure::Usage(format!(
+                        "unknown status `{s}`; one of: {}",
+                        names.join(", ")
+                    ))
+                })?),
+                None => None,
+            };
+            let list = engine.store().list_executions(&ListFilter {
+                status,
+                action: action.clone(),
+                top_level_only: !all,
+                limit: *limit,
+            })?;
+            output::executions(cli.output, &list);
+        }
+        ExecutionCmd::Get { id } => {
+            let e = engine.get(id)?;
+            output::execution(cli.output, &e);
+        }
+        ExecutionCmd::Tail { id } => {
+            let e = engine.get(id)?;
+            let mut ids = vec![e.id.clone()];
+            ids.extend(e.children.iter().map(|c| c.id.clone()));
+            let mut chunks = Vec::new();
+            for i in &ids {
+                chunks.extend(
+                    engine
+                        .store()
+                        .output(i, 0)?
+                        .into_iter()
+                        .map(|(_, c)| (i.clone(), c)),
+                );
+            }
+            chunks.sort_by(|a, b| a.1.at.cmp(&b.1.at));
+            if structured(cli.output, &chunks.iter().map(|(i, c)| json!({"execution": i, "stream": c.stream, "data": c.data, "at": c.at})).collect::<Vec<_>>()).is_none() {
+                for (_, c) in &chunks {
+                    if c.stream == "stderr" {
+                        eprint!("{}", c.data);
+                    } else {
+                        print!("{}", c.data);
+                    }
+                }
+            }
+        }
+        ExecutionCmd::Cancel { id } => {
+            let mut e = engine.get(id)?;
+            if e.status.is_terminal() {
+                return Err(Failure::Failed(format!(
+                    "execution {id} already ended with status {}",
+                    e.status
+                )));
+            }
+            // Nothing runs it in this process (the data dir lock guarantees no other process
+            // does either): it was left unfinished by an engine that stopped. End it.
+            let prev = e.status;
+            e.status = Status::Canceled;
+            e.error = Some("canceled from the command line".into());
+            e.finished_at = Some(crate::model::now_rfc3339());
+            let t = engine.store().put_execution(Some(prev), &e)?;
+            engine.store().durable(t).await?;
+            output::execution(cli.output, &e);
+        }
+        ExecutionCmd::Rerun { id } => {
+            let old = engine.get(id)?;
+            let params = engine
+                .store()
+                .sealed_params(id)?
+                .unwrap_or(old.parameters.clone());
+            let req = Request {
+                action: old.action.clone(),
+                parameters: params,
+                requested_by: Some(whoami()),
+                ..Default::default()
+            };
+            let e = engine.execute(req).await?;
+            let e = engine.get(&e.id)?;
+            output::execution(cli.output, &e);
+            return Ok(if e.status == Status::Succeeded { 0 } else { 1 });
+        }
+    }
+    Ok(0)
+}
+
+fn rule(cli: &Cli, cmd: &RuleCmd) -> CmdResult {
+    let content = load(cli)?;
+    match cmd {
+        RuleCmd::List => {
+            let list: Vec<Json> = content
+                .rules
+                .values()
+                .map(|r| json!({"ref": r.reference, "trigger": r.spec.trigger, "action": r.spec.action.action, "enabled": r.spec.enabled}))
+                .collect();
+            if structured(cli.output, &list).is_none() {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|r| {
+                        ["ref", "trigger", "action", "enabled"]
+                            .iter()
+                            .map(|k| match &r[*k] {
+                                Json::String(s) => s.clone(),
+                                v => v.to_string(),
+                            })
+                            .collect()
+                    })
+                    .collect();
+                table(&["REF", "TRIGGER", "ACTION", "ENABLED"], &rows);
+            }
+            Ok(0)
+        }
+        RuleCmd::Get { reference } => {
+            let r = content.rule(reference).map_err(Failure::Failed)?;
+            let doc = json!({"ref": r.reference, "file": r.file, "rule": r.spec});
+            if structured(cli.output, &doc).is_none() {
+                print!("{}", serde_yaml::to_string(&doc).unwrap_or_default());
+            }
+            Ok(0)
+        }
+        RuleCmd::Test { reference, trigger } => {
+            let r = content.rule(reference).map_err(Failure::Usage)?;
+            let text = if trigger == "-" {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .map_err(|e| Failure::Usage(format!("reading stdin: {e}")))?;
+                s
+            } else {
+                std::fs::read_to_string(trigger)
+                    .map_err(|e| Failure::Usage(format!("cannot read {trigger}: {e}")))?
+            };
+            let payload: Json = serde_json::from_str(&text)
+                .map_err(|e| Failure::Usage(format!("{trigger}: not valid JSON: {e}")))?;
+            let event = json!({
+                "id": "test",
+                "type": r.spec.trigger,
+                "source": "squall rule test",
+                "occurred_at": crate::model::now_rfc3339(),
+            });
+            let report = r.test(&payload, &event);
+            if structured(cli.output, &report).is_none() {
+                println!(
+                    "rule {}: {}",
+                    r.reference,
+                    if report.matched {
+                        "MATCHED"
+                    } else {
+                        "not matched"
+                    }
+                );
+                for c in &report.conditions {
+                    let outcome = match (c.result, &c.error) {
+                        (Some(true), _) => "true".to_string(),
+                        (Some(false), _) => "false".to_string(),
+                        (None, Some(e)) => format!("error: {e}"),
+                        (None, None) => "error".to_string(),
+                    };
+                    println!("  {:<6} {}", outcome, c.condition);
+                }
+                if let Some(p) = &report.parameters {
+                    println!("action {} would run with:", r.spec.action.action);
+                    print!("{}", output::yaml_block(p, 2));
+                }
+                if let Some(e) = &report.error {
+                    println!("error: {e}");
+                }
+            }
+            Ok(if report.matched && report.error.is_none() {
+                0
+            } else {
+                1
+            })
+        }
+    }
+}

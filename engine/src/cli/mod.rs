@@ -1,0 +1,194 @@
+//! The `squall` command line (PRODUCT §4). Commands are thin: they load content, open the
+//! store and call the same services the API uses.
+
+pub(crate) mod local;
+mod output;
+mod pack;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+pub use output::{structured as print_structured, Format};
+
+/// Exit status of a command: 0 success, 1 the thing failed, 2 usage error.
+pub type ExitCode = i32;
+
+/// Squall: event-driven automation for Kubernetes and cloud operations.
+#[derive(Debug, Parser)]
+#[command(name = "squall", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Content root (packs/, rules/, workflows/, sensors/, squall.yaml).
+    #[arg(long, global = true, default_value = ".", env = "SQUALL_ROOT")]
+    pub root: PathBuf,
+    /// State directory (default: `data_dir` from squall.yaml, else <root>/.squall).
+    #[arg(long, global = true, env = "SQUALL_DATA")]
+    pub data: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check all content; print every problem as `path:line:col: message`.
+    Validate,
+    /// Run an action or workflow and print the execution (exit 1 unless it succeeded).
+    Run(RunArgs),
+    /// Actions (workflows included).
+    #[command(subcommand)]
+    Action(ActionCmd),
+    /// Recorded executions.
+    #[command(subcommand)]
+    Execution(ExecutionCmd),
+    /// Rules.
+    #[command(subcommand)]
+    Rule(RuleCmd),
+    /// Packs.
+    #[command(subcommand)]
+    Pack(PackCmd),
+    /// Measure rule evaluation, execution and workflow throughput on this machine.
+    Bench(crate::bench::BenchArgs),
+}
+
+/// `squall run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Action reference, `pack.name`.
+    pub action: String,
+    /// Parameters as name=value, coerced by the declared type.
+    pub params: Vec<String>,
+    /// Parameters as one JSON object (merged under name=value ones).
+    #[arg(short = 'p', long = "parameters")]
+    pub json: Option<String>,
+}
+
+/// `squall action ...`.
+#[derive(Debug, Subcommand)]
+pub enum ActionCmd {
+    /// List actions.
+    List {
+        /// Only this pack.
+        #[arg(long)]
+        pack: Option<String>,
+    },
+    /// Show one action with its parameters.
+    Get {
+        /// `pack.name`.
+        reference: String,
+    },
+}
+
+/// `squall execution ...`.
+#[derive(Debug, Subcommand)]
+pub enum ExecutionCmd {
+    /// List executions, newest first.
+    List {
+        /// Only this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this action.
+        #[arg(long)]
+        action: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Include workflow children.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one execution with its children.
+    Get {
+        /// Execution id.
+        id: String,
+    },
+    /// Print the output of an execution.
+    Tail {
+        /// Execution id.
+        id: String,
+    },
+    /// Stop an execution.
+    Cancel {
+        /// Execution id.
+        id: String,
+    },
+    /// Run an execution again with the same parameters.
+    Rerun {
+        /// Execution id.
+        id: String,
+    },
+}
+
+/// `squall rule ...`.
+#[derive(Debug, Subcommand)]
+pub enum RuleCmd {
+    /// List rules.
+    List,
+    /// Show one rule.
+    Get {
+        /// `pack.name`.
+        reference: String,
+    },
+    /// Show whether a trigger payload matches and the parameters the action would get
+    /// (exit 0 matched, 1 not matched).
+    Test {
+        /// `pack.name`.
+        reference: String,
+        /// File with the trigger payload as JSON, or `-` for stdin.
+        #[arg(long)]
+        trigger: String,
+    },
+}
+
+/// `squall pack ...`.
+#[derive(Debug, Subcommand)]
+pub enum PackCmd {
+    /// List packs.
+    List,
+    /// Create a working pack skeleton under packs/NAME.
+    New {
+        /// Pack name, [a-z0-9_-]+.
+        name: String,
+    },
+    /// Validate the content and report the problems of one pack (all packs without NAME).
+    Validate {
+        /// Pack name.
+        name: Option<String>,
+    },
+}
+
+/// Parse the process arguments and run; returns the exit status.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(local::dispatch(cli))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SQUALL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,165 @@
+//! Checks that span files: runners and entry points of actions, action references of
+//! rules and chain tasks, parameter names against the target action's schema, sensor types.
+
+use super::{Action, Diagnostic, Loader, SourceFile};
+use crate::model::{Json, SensorSpec};
+use crate::rules::Rule;
+use crate::runners::{Registry, ACTION_CHAIN};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Built-in sensor types (PRODUCT §3) and the trigger type each emits by default.
+pub const SENSOR_TYPES: &[(&str, &str)] = &[
+    ("cron", "core.cron"),
+    ("interval", "core.interval"),
+    ("webhook", "core.webhook"),
+    ("kubernetes.watch", "kubernetes.resource"),
+    ("aws.rds.poll", "aws.rds.instance_status_changed"),
+];
+
+pub(super) fn cross_check(l: &mut Loader, runners: &Registry) {
+    for (reference, action) in &l.actions {
+        let Some(sf) = l.sources.get(reference) else {
+            continue;
+        };
+        if let Some(wf) = &action.workflow {
+            for (i, task) in wf.spec.chain.iter().enumerate() {
+                let base = format!("chain.{i}");
+                match l.actions.get(&task.action) {
+                    None => l.diags.push(sf.diag(
+                        &format!("{base}.ref"),
+                        format!(
+                            "task `{}`: {}",
+                            task.name,
+                            super::unknown("action", &task.action, l.actions.keys())
+                        ),
+                    )),
+                    Some(target) => {
+                        if let Some(Json::Object(params)) = &task.parameters {
+                            let given: Vec<&String> = params.keys().collect();
+                            param_names(
+                                &mut l.diags,
+                                sf,
+                                &format!("{base}.parameters"),
+                                target,
+                                &given,
+                                task.with_items.is_some(),
+                            );
+                        }
+                    }
+                }
+            }
+            continue;
+        }
+        if action.meta.runner == ACTION_CHAIN {
+            l.diags.push(sf.diag(
+                "runner",
+                "`action-chain` actions are workflow files: put this in a `workflows/` folder",
+            ));
+            continue;
+        }
+        let Some(runner) = runners.get(&action.meta.runner) else {
+            l.diags.push(sf.diag(
+                "runner",
+                format!(
+                    "unknown runner `{}`; available runners: {}",
+                    action.meta.runner,
+                    runners.names().join(", ")
+                ),
+            ));
+            continue;
+        };
+        if let Some(ep) = action.entry_point_path() {
+            if !ep.is_file() {
+                l.diags.push(sf.diag(
+                    "entry_point",
+                    format!(
+                        "entry point {} does not exist (it is relative to the action's YAML file)",
+                        ep.display()
+                    ),
+                ));
+                continue;
+            }
+        }
+        for (field, msg) in runner.validate(action) {
+            l.diags.push(sf.diag(&field, msg));
+        }
+    }
+}
+
+/// Check parameter names given to `target` (from a rule or a chain task).
+fn param_names(
+    diags: &mut Vec<Diagnostic>,
+    sf: &SourceFile,
+    field: &str,
+    target: &Action,
+    given: &[&String],
+    lenient_required: bool,
+) {
+    for name in given {
+        if !target.meta.parameters.contains_key(name.as_str()) {
+            let known: Vec<&str> = target.meta.parameters.keys().map(String::as_str).collect();
+            diags.push(sf.diag(
+                &format!("{field}.{name}"),
+                format!(
+                    "action `{}` has no parameter `{name}`{}",
+                    target.reference,
+                    if known.is_empty() {
+                        String::from(" (it takes none)")
+                    } else {
+                        format!("; it takes: {}", known.join(", "))
+                    }
+                ),
+            ));
+        }
+    }
+    if lenient_required {
+        return;
+    }
+    for (name, spec) in &target.meta.parameters {
+        if spec.required && spec.default.is_none() && !given.iter().any(|g| *g == name) {
+            diags.push(sf.diag(
+                field,
+                format!(
+                    "action `{}` requires parameter `{name}`, which is not given",
+                    target.reference
+                ),
+            ));
+        }
+    }
+}
+
+pub(super) fn rule_action(
+    diags: &mut Vec<Diagnostic>,
+    sf: &SourceFile,
+    rule: &Rule,
+    actions: &BTreeMap<String, Arc<Action>>,
+) {
+    match actions.get(&rule.spec.action.action) {
+        None => diags.push(sf.diag(
+            "action.ref",
+            super::unknown("action", &rule.spec.action.action, actions.keys()),
+        )),
+        Some(target) => {
+            let given: Vec<&String> = rule.spec.action.parameters.keys().collect();
+            param_names(diags, sf, "action.parameters", target, &given, false);
+        }
+    }
+}
+
+pub(super) fn sensor(diags: &mut Vec<Diagnostic>, sf: &SourceFile, spec: &SensorSpec) {
+    if !SENSOR_TYPES.iter().any(|(t, _)| *t == spec.kind) {
+        let known: Vec<&str> = SENSOR_TYPES.iter().map(|(t, _)| *t).collect();
+        diags.push(sf.diag(
+            "type",
+            format!(
+                "unknown sensor type `{}`; built-in types: {}",
+                spec.kind,
+                known.join(", ")
+            ),
+        ));
+    }
+    if !(spec.config.is_object() || spec.config.is_null()) {
+        diags.push(sf.diag("config", "config must be a map of settings"));
+    }
+}

@@ -1,0 +1,437 @@
+//! Executions: creating the record of a run, running it with the right runner (or the
+//! action-chain interpreter), enforcing timeouts and cancellation, capturing output, and
+//! recording the outcome durably.
+
+use crate::content::{Action, Content};
+use crate::model::{now_rfc3339, ChildRef, Execution, Json, OutputChunk, Status};
+use crate::runners::{ActionOutcome, OutputSink, Registry, RunContext};
+use crate::store::{Batch, Store, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// How long a runner gets to stop after its cancel token fired before the execution is
+/// recorded as stopped anyway.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Why an execution could not be created or run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No such action.
+    #[error("{0}")]
+    UnknownAction(String),
+    /// The action is disabled.
+    #[error("action `{0}` is disabled (enabled: false in its metadata)")]
+    Disabled(String),
+    /// Parameters do not fit the schema.
+    #[error("action `{action}`: {error}")]
+    Params {
+        /// Action reference.
+        action: String,
+        /// What is wrong.
+        error: crate::params::ParamError,
+    },
+    /// No such execution.
+    #[error("no execution with id `{0}`")]
+    UnknownExecution(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What to run, and why.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Action reference.
+    pub action: String,
+    /// Parameters as given (secrets in clear).
+    pub parameters: Json,
+    /// Parent workflow execution.
+    pub parent: Option<String>,
+    /// Task name in the parent.
+    pub task: Option<String>,
+    /// `with` item.
+    pub item: Option<Json>,
+    /// Rule that asked for it.
+    pub rule: Option<String>,
+    /// Trigger instance behind it.
+    pub trigger_instance: Option<String>,
+    /// Who asked.
+    pub requested_by: Option<String>,
+    /// Attempt number (default 1).
+    pub attempt: u32,
+}
+
+/// An execution record built and validated but not yet run.
+pub struct Prepared {
+    /// The record (status `running` or `failed`).
+    pub execution: Execution,
+    /// Full parameters, secrets in clear.
+    pub parameters: Json,
+    /// The action.
+    pub action: Arc<Action>,
+}
+
+/// Live output of running executions, for `execution tail`.
+pub type OutputEvent = (u64, OutputChunk);
+
+/// The execution engine: content, store and runners, shared by the CLI, the API and the
+/// workflow interpreter.
+pub struct Engine {
+    content: RwLock<Arc<Content>>,
+    store: Arc<Store>,
+    runners: Registry,
+    cancels: Mutex<HashMap<String, CancellationToken>>,
+    live: Mutex<HashMap<String, broadcast::Sender<OutputEvent>>>,
+    ids: Mutex<ulid::Generator>,
+    tap: Mutex<Option<mpsc::UnboundedSender<(String, OutputChunk)>>>,
+}
+
+impl Engine {
+    /// An engine over loaded content and an open store.
+    pub fn new(content: Arc<Content>, store: Arc<Store>, runners: Registry) -> Arc<Engine> {
+        Arc::new(Engine {
+            content: RwLock::new(content),
+            store,
+            runners,
+            cancels: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
+            ids: Mutex::new(ulid::Generator::new()),
+            tap: Mutex::new(None),
+        })
+    }
+
+    /// The current content (executions keep the snapshot they started with).
+    pub fn content(&self) -> Arc<Content> {
+        self.content
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replace the content (hot reload).
+    pub fn set_content(&self, content: Arc<Content>) {
+        *self.content.write().unwrap_or_else(|e| e.into_inner()) = content;
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// A new sortable id.
+    pub fn new_id(&self) -> String {
+        let mut g = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        g.generate()
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| ulid::Ulid::new().to_string())
+    }
+
+    /// Validate `req` and build its record (status `running`), without writing it.
+    pub fn prepare(&self, req: &Request) -> Result<Prepared, EngineError> {
+        let content = self.content();
+        let action = content
+            .action(&req.action)
+            .map_err(EngineError::UnknownAction)?;
+        if !action.meta.enabled {
+            return Err(EngineError::Disabled(action.reference.clone()));
+        }
+        let params =
+            crate::params::validate(&action.meta.parameters, &req.parameters).map_err(|error| {
+                EngineError::Params {
+                    action: action.reference.clone(),
+                    error,
+                }
+            })?;
+        let now = now_rfc3339();
+        let execution = Execution {
+            id: self.new_id(),
+            action: action.reference.clone(),
+            parameters: crate::params::mask(&action.meta.parameters, &params),
+            status: Status::Running,
+            result: None,
+            error: None,
+            created_at: now.clone(),
+            started_at: Some(now),
+            finished_at: None,
+            parent: req.parent.clone(),
+            task: req.task.clone(),
+            trigger_instance: req.trigger_instance.clone(),
+            rule: req.rule.clone(),
+            attempt: req.attempt.max(1),
+            requested_by: req.requested_by.clone(),
+            item: req.item.as_ref().map(crate::secrets::mask_json),
+            children: Vec::new(),
+        };
+        Ok(Prepared {
+            execution,
+            parameters: params,
+            action,
+        })
+    }
+
+    /// A failed record for a request that could not be prepared (a chain task whose
+    /// rendered parameters are invalid must still show up as a failed child).
+    pub fn failed_record(&self, req: &Request, error: &str) -> Execution {
+        let now = now_rfc3339();
+        Execution {
+            id: self.new_id(),
+            action: req.action.clone(),
+            parameters: crate::secrets::mask_json(&req.parameters),
+            status: Status::Failed,
+            result: None,
+            error: Some(crate::secrets::mask_str(error)),
+            created_at: now.clone(),
+            started_at: None,
+            finished_at: Some(now),
+            parent: req.parent.clone(),
+            task: req.task.clone(),
+            trigger_instance: req.trigger_instance.clone(),
+            rule: req.rule.clone(),
+            attempt: req.attempt.max(1),
+            requested_by: req.requested_by.clone(),
+            item: req.item.as_ref().map(crate::secrets::mask_json),
+            children: Vec::new(),
+        }
+    }
+
+    /// Add a prepared record (and its sealed parameters, when they hold secrets) to `batch`.
+    pub fn stage(&self, batch: &mut Batch, p: &Prepared) {
+        batch.execution(None, &p.execution);
+        if p.execution.parameters != p.parameters {
+            self.store
+                .seal_params(batch, &p.execution.id, &p.parameters);
+        }
+    }
+
+    /// Create and run an execution to the end.
+    pub async fn execute(self: &Arc<Self>, req: Request) -> Result<Execution, EngineError> {
+        let p = self.prepare(&req)?;
+        let mut b = Batch::default();
+        self.stage(&mut b, &p);
+        let t = self.store.commit(b)?;
+        self.store.durable(t).await?;
+        self.run_prepared(p, CancellationToken::new()).await
+    }
+
+    /// Run a prepared execution whose record is already stored; `parent_cancel` stops it
+    /// with its parent.
+    pub async fn run_prepared(
+        self: &Arc<Self>,
+        p: Prepared,
+        parent_cancel: CancellationToken,
+    ) -> Result<Execution, EngineError> {
+        let Prepared {
+            execution,
+            parameters,
+            action,
+        } = p;
+        let id = execution.id.clone();
+        let cancel = parent_cancel.child_token();
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), cancel.clone());
+        let (tx, collector) = self.collect_output(&id);
+        let deadline = action
+            .meta
+            .timeout
+            .filter(|t| *t > 0.0)
+            .map(Duration::from_secs_f64);
+        let fallback = execution.clone();
+        let run = self.dispatch(
+            execution,
+            parameters,
+            action.clone(),
+            cancel.clone(),
+            OutputSink::new(tx),
+        );
+        let (mut execution, outcome) = supervise(run, deadline, &cancel, fallback).await;
+        let _ = collector.await;
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        let prev = execution.status;
+        execution.status = outcome.status;
+        execution.result = Some(crate::secrets::mask_json(&outcome.result));
+        execution.error = outcome.error.as_deref().map(crate::secrets::mask_str);
+        execution.finished_at = Some(now_rfc3339());
+        let t = self.store.put_execution(Some(prev), &execution)?;
+        self.store.durable(t).await?;
+        tracing::info!(execution = %execution.id, action = %execution.action, status = %execution.status, "execution finished");
+        Ok(execution)
+    }
+
+    /// The runner (or the chain interpreter) at work. Returns the record as the runner
+    /// left it (a workflow updates its `children`) and the outcome.
+    async fn dispatch(
+        self: &Arc<Self>,
+        execution: Execution,
+        parameters: Json,
+        action: Arc<Action>,
+        cancel: CancellationToken,
+        output: OutputSink,
+    ) -> (Execution, ActionOutcome) {
+        if let Some(wf) = action.workflow.clone() {
+            return crate::workflow::run::run(self.clone(), execution, wf, parameters, cancel)
+                .await;
+        }
+        let Some(runner) = self.runners.get(&action.meta.runner) else {
+            let msg = format!("unknown runner `{}`", action.meta.runner);
+            return (execution, ActionOutcome::failed(msg, Json::Null));
+        };
+        let ctx = RunContext {
+            execution_id: execution.id.clone(),
+            pack_config: self.content().pack_config(&action.pack),
+            action,
+            parameters,
+            cancel,
+            output,
+        };
+        (execution, runner.run(ctx).await)
+    }
+
+    /// Store output chunks as they come (masked) and pass them to live subscribers.
+    fn collect_output(
+        self: &Arc<Self>,
+        id: &str,
+    ) -> (
+        mpsc::UnboundedSender<(String, String)>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(String, String)>();
+        let engine = self.clone();
+        let id = id.to_string();
+        let handle = tokio::spawn(async move {
+            let mut seq = 0u64;
+            while let Some((stream, data)) = rx.recv().await {
+                let chunk = OutputChunk {
+                    stream,
+                    data: crate::secrets::mask_str(&data),
+                    at: now_rfc3339(),
+                };
+                if let Err(e) = engine.store.put_output(&id, seq, &chunk) {
+                    tracing::warn!(execution = %id, error = %e, "cannot store output chunk");
+                }
+                if let Some(tap) = engine
+                    .tap
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                {
+                    let _ = tap.send((id.clone(), chunk.clone()));
+                }
+                if let Some(tx) = engine
+                    .live
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&id)
+                {
+                    let _ = tx.send((seq, chunk));
+                }
+                seq += 1;
+            }
+        });
+        (tx, handle)
+    }
+
+    /// Receive every output chunk of every execution as `(execution id, chunk)` (the CLI
+    /// prints them live during `squall run`).
+    pub fn tap_output(&self) -> mpsc::UnboundedReceiver<(String, OutputChunk)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.tap.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        rx
+    }
+
+    /// Subscribe to the live output of a running execution (`None` when it is not running here).
+    pub fn subscribe_output(&self, id: &str) -> Option<broadcast::Receiver<OutputEvent>> {
+        if !self
+            .cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id)
+        {
+            return None;
+        }
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        Some(
+            live.entry(id.to_string())
+                .or_insert_with(|| broadcast::channel(1024).0)
+                .subscribe(),
+        )
+    }
+
+    /// Ask a running execution to stop. Returns false when it is not running here.
+    pub fn cancel(&self, id: &str) -> bool {
+        match self
+            .cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+        {
+            Some(t) => {
+                t.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The record of `id` with each child's current status filled in.
+    pub fn get(&self, id: &str) -> Result<Execution, EngineError> {
+        let mut e = self
+            .store
+            .get_execution(id)?
+            .ok_or_else(|| EngineError::UnknownExecution(id.to_string()))?;
+        refresh_children(&self.store, &mut e.children)?;
+        Ok(e)
+    }
+}
+
+/// Update the statuses of child references from their own records.
+pub fn refresh_children(store: &Store, children: &mut [ChildRef]) -> Result<(), StoreError> {
+    for c in children.iter_mut() {
+        if let Some(child) = store.get_execution(&c.id)? {
+            c.status = child.status;
+        }
+    }
+    Ok(())
+}
+
+/// Await `run`, enforcing the deadline: at the deadline the cancel token fires and the
+/// runner gets [`STOP_GRACE`] to return; the outcome is then `timeout`.
+async fn supervise<F>(
+    run: F,
+    deadline: Option<Duration>,
+    cancel: &CancellationToken,
+    fallback: Execution,
+) -> (Execution, ActionOutcome)
+where
+    F: std::future::Future<Output = (Execution, ActionOutcome)>,
+{
+    tokio::pin!(run);
+    let Some(limit) = deadline else {
+        return run.await;
+    };
+    tokio::select! {
+        r = &mut run => r,
+        _ = tokio::time::sleep(limit) => {
+            cancel.cancel();
+            let message = format!("timed out after {}s (the action's `timeout`)", limit.as_secs_f64());
+            match tokio::time::timeout(STOP_GRACE, &mut run).await {
+                Ok((e, o)) => (e, ActionOutcome { status: Status::Timeout, result: o.result, error: Some(message) }),
+                Err(_) => {
+                    // The runner ignored cancellation; the record still ends.
+                    (fallback, ActionOutcome { status: Status::Timeout, result: Json::Null, error: Some(message) })
+                }
+            }
+        }
+    }
+}

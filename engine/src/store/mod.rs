@@ -1,0 +1,420 @@
+//! The store: everything Squall must remember, in one embedded sled database.
+//!
+//! Layout (one `Db` in `<data>/db`):
+//! - tree `executions`: every record about executions, under prefixed keys, so that one
+//!   state change — the record, its index entries, a workflow's state, its secrets — is a
+//!   single atomic `apply_batch` on one tree (cheaper than a multi-tree transaction):
+//!   `e:<id>` record · `s:<status>:<id>` status index · `a:<action>\0<id>` action index ·
+//!   `p:<id>` parameters with secrets (encrypted) · `w:<id>` workflow state ·
+//!   `o:<id>:<seq>` output chunks.
+//!   Ids are ULIDs, so key order is creation order.
+//! - tree `meta`: `schema_version`.
+//!
+//! Durability: writes land in sled's memory first; [`Store::durable`] makes them durable
+//! with group commit — concurrent callers share one flush.
+
+mod crypto;
+
+use crate::model::{Execution, Json, OutputChunk, Status};
+pub use crypto::Cipher;
+use fs2::FileExt;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Version of the on-disk layout this build writes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Why the store could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the data directory.
+    #[error("data dir {dir} is in use by another Squall process ({holder}); stop it or use another --data directory")]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// What the lock file says about the holder.
+        holder: String,
+    },
+    /// The data was written by a newer Squall.
+    #[error("data dir {dir} has schema version {found}, newer than this build's {SCHEMA_VERSION}; upgrade squall")]
+    NewerSchema {
+        /// The data directory.
+        dir: PathBuf,
+        /// Version found on disk.
+        found: u64,
+    },
+    /// Problem with the encryption key.
+    #[error("{0}")]
+    Key(String),
+    /// sled failed.
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    /// File system problem around the store.
+    #[error("store: {0}")]
+    Io(#[from] std::io::Error),
+    /// A stored record does not decode.
+    #[error("store: corrupt record {key}: {message}")]
+    Corrupt {
+        /// Key of the record.
+        key: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// A filter for listing executions.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only top-level executions (no workflow children).
+    pub top_level_only: bool,
+    /// At most this many (newest first).
+    pub limit: usize,
+}
+
+/// Writes that must land together.
+#[derive(Default)]
+pub struct Batch {
+    batch: sled::Batch,
+}
+
+impl Batch {
+    /// Write `e` and move its index entries from `prev` status to its current one.
+    pub fn execution(&mut self, prev: Option<Status>, e: &Execution) {
+        if let Some(p) = prev {
+            if p != e.status {
+                self.batch.remove(status_key(p, &e.id));
+            }
+        } else {
+            self.batch.insert(action_key(&e.action, &e.id), &[][..]);
+        }
+        self.batch.insert(status_key(e.status, &e.id), &[][..]);
+        self.batch.insert(
+            format!("e:{}", e.id).into_bytes(),
+            serde_json::to_vec(e).unwrap_or_default(),
+        );
+    }
+
+    fn raw(&mut self, key: String, value: Vec<u8>) {
+        self.batch.insert(key.into_bytes(), value);
+    }
+}
+
+fn status_key(s: Status, id: &str) -> Vec<u8> {
+    format!("s:{}:{id}", s.as_str()).into_bytes()
+}
+
+fn action_key(action: &str, id: &str) -> Vec<u8> {
+    format!("a:{action}\0{id}").into_bytes()
+}
+
+/// The sled-backed store.
+pub struct Store {
+    db: sled::Db,
+    exec: sled::Tree,
+    cipher: Cipher,
+    dir: PathBuf,
+    written: AtomicU64,
+    flushed: AtomicU64,
+    flush_lock: tokio::sync::Mutex<()>,
+    _lock: File,
+}
+
+impl Store {
+    /// Open (creating) the store in `dir`. Only one process may hold it. `key_file`
+    /// defaults to `<dir>/secret.key`.
+    pub fn open(dir: &Path, key_file: Option<&Path>) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let lock = lock_dir(dir)?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(Some(500))
+            .open()?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("schema_version")? {
+            Some(v) => {
+                let found = std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(u64::MAX);
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        dir: dir.to_path_buf(),
+                        found,
+                    });
+                }
+            }
+            None => {
+                meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes())?;
+            }
+        }
+        let exec = db.open_tree("executions")?;
+        let key_path = key_file
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.join("secret.key"));
+        let cipher = Cipher::open(&key_path)?;
+        Ok(Store {
+            db,
+            exec,
+            cipher,
+            dir: dir.to_path_buf(),
+            written: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
+            flush_lock: tokio::sync::Mutex::new(()),
+            _lock: lock,
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Apply `batch` atomically; returns a ticket for [`Store::durable`].
+    pub fn commit(&self, batch: Batch) -> Result<u64, StoreError> {
+        self.exec.apply_batch(batch.batch)?;
+        Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    /// Write one execution record (and its index entries).
+    pub fn put_execution(&self, prev: Option<Status>, e: &Execution) -> Result<u64, StoreError> {
+        let mut b = Batch::default();
+        b.execution(prev, e);
+        self.commit(b)
+    }
+
+    /// Add the encrypted full parameters of `id` to `batch`.
+    pub fn seal_params(&self, batch: &mut Batch, id: &str, params: &Json) {
+        let plain = serde_json::to_vec(params).unwrap_or_default();
+        batch.raw(format!("p:{id}"), self.cipher.seal(&plain));
+    }
+
+    /// The full parameters of `id` when they were sealed (they held secrets).
+    pub fn sealed_params(&self, id: &str) -> Result<Option<Json>, StoreError> {
+        self.get_sealed(&format!("p:{id}"))
+    }
+
+    /// Add the state of workflow `id` to `batch`, encrypted when it holds a known secret.
+    pub fn workflow_state(&self, batch: &mut Batch, id: &str, state: &Json) {
+        let plain = serde_json::to_vec(state).unwrap_or_default();
+        let value = if crate::secrets::mask_json(state) != *state {
+            let mut v = b"E".to_vec();
+            v.extend(self.cipher.seal(&plain));
+            v
+        } else {
+            let mut v = b"J".to_vec();
+            v.extend(plain);
+            v
+        };
+        batch.raw(format!("w:{id}"), value);
+    }
+
+    /// The stored state of workflow `id`.
+    pub fn get_workflow_state(&self, id: &str) -> Result<Option<Json>, StoreError> {
+        let key = format!("w:{id}");
+        let Some(v) = self.exec.get(&key)? else {
+            return Ok(None);
+        };
+        let plain = match v.first() {
+            Some(b'E') => self.cipher.open_sealed(&v[1..])?,
+            Some(b'J') => v[1..].to_vec(),
+            _ => return Err(corrupt(&key, "unknown state encoding")),
+        };
+        let state: Json = serde_json::from_slice(&plain).map_err(|e| corrupt(&key, e))?;
+        Ok(Some(state))
+    }
+
+    fn get_sealed(&self, key: &str) -> Result<Option<Json>, StoreError> {
+        let Some(v) = self.exec.get(key)? else {
+            return Ok(None);
+        };
+        let plain = self.cipher.open_sealed(&v)?;
+        Ok(Some(
+            serde_json::from_slice(&plain).map_err(|e| corrupt(key, e))?,
+        ))
+    }
+
+    /// The execution `id`.
+    pub fn get_execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
+        let key = format!("e:{id}");
+        match self.exec.get(&key)? {
+            Some(v) => Ok(Some(
+                serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Executions matching `filter`, newest first.
+    pub fn list_executions(&self, filter: &ListFilter) -> Result<Vec<Execution>, StoreError> {
+        let limit = if filter.limit == 0 {
+            usize::MAX
+        } else {
+            filter.limit
+        };
+        let mut out = Vec::new();
+        let push = |e: Execution, out: &mut Vec<Execution>| {
+            let ok = filter.status.map_or(true, |s| e.status == s)
+                && filter.action.as_deref().map_or(true, |a| e.action == a)
+                && (!filter.top_level_only || e.parent.is_none());
+            if ok {
+                out.push(e);
+            }
+        };
+        let ids: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+            match (&filter.status, &filter.action) {
+                (Some(s), _) => Box::new(self.exec.scan_prefix(format!("s:{}:", s.as_str())).rev()),
+                (None, Some(a)) => Box::new(self.exec.scan_prefix(format!("a:{a}\0")).rev()),
+                (None, None) => Box::new(self.exec.scan_prefix("e:").rev()),
+            };
+        for item in ids {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k).to_string();
+            let e: Execution = if key.starts_with("e:") {
+                serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))?
+            } else {
+                let id = key.rsplit([':', '\0']).next().unwrap_or("");
+                match self.get_execution(id)? {
+                    Some(e) => e,
+                    None => continue,
+                }
+            };
+            push(e, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Executions not in a terminal status, oldest first (for crash recovery).
+    pub fn unfinished(&self) -> Result<Vec<Execution>, StoreError> {
+        let mut out = Vec::new();
+        for s in Status::ALL.into_iter().filter(|s| !s.is_terminal()) {
+            for item in self.exec.scan_prefix(format!("s:{}:", s.as_str())) {
+                let (k, _) = item?;
+                let key = String::from_utf8_lossy(&k).to_string();
+                let id = key.rsplit(':').next().unwrap_or("");
+                if let Some(e) = self.get_execution(id)? {
+                    out.push(e);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// Store output chunk number `seq` of execution `id` (already masked).
+    pub fn put_output(&self, id: &str, seq: u64, chunk: &OutputChunk) -> Result<(), StoreError> {
+        self.exec.insert(
+            format!("o:{id}:{seq:016x}").into_bytes(),
+            serde_json::to_vec(chunk).unwrap_or_default(),
+        )?;
+        Ok(())
+    }
+
+    /// Output chunks of `id` from number `from` on, in order, with their numbers.
+    pub fn output(&self, id: &str, from: u64) -> Result<Vec<(u64, OutputChunk)>, StoreError> {
+        let start = format!("o:{id}:{from:016x}");
+        let end = format!("o:{id};");
+        let mut out = Vec::new();
+        for item in self.exec.range(start.into_bytes()..end.into_bytes()) {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k).to_string();
+            let seq = key
+                .rsplit(':')
+                .next()
+                .and_then(|s| u64::from_str_radix(s, 16).ok())
+                .unwrap_or(0);
+            out.push((
+                seq,
+                serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Make every write committed before ticket `ticket` durable. Concurrent callers share
+    /// one flush (group commit).
+    pub async fn durable(&self, ticket: u64) -> Result<(), StoreError> {
+        if self.flushed.load(Ordering::SeqCst) >= ticket {
+            return Ok(());
+        }
+        let _g = self.flush_lock.lock().await;
+        if self.flushed.load(Ordering::SeqCst) >= ticket {
+            return Ok(());
+        }
+        let target = self.written.load(Ordering::SeqCst);
+        // sled 0.34's `flush_async` can miss its wake-up and hang when several flushes are in
+        // flight (sled issues #1241, #1308); a blocking flush on the blocking pool does not.
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
+        self.flushed.fetch_max(target, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Make everything written so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let t = self.written.load(Ordering::SeqCst);
+        self.durable(t).await
+    }
+
+    /// The underlying database, for other subsystems' trees.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+}
+
+fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Take the data directory's lock file, recording who holds it.
+fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join("LOCK");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    if f.try_lock_exclusive().is_err() {
+        let mut holder = String::new();
+        let _ = f.read_to_string(&mut holder);
+        let holder = if holder.trim().is_empty() {
+            "unknown holder".to_string()
+        } else {
+            holder.trim().to_string()
+        };
+        return Err(StoreError::Locked {
+            dir: dir.to_path_buf(),
+            holder,
+        });
+    }
+    let cmd: Vec<String> = std::env::args().take(3).collect();
+    f.set_len(0)?;
+    f.rewind()?;
+    write!(
+        f,
+        "pid {} `{}` since {}",
+        std::process::id(),
+        cmd.join(" "),
+        crate::model::now_rfc3339()
+    )?;
+    f.sync_all()?;
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests;

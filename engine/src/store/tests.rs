@@ -1,0 +1,185 @@
+use super::*;
+use crate::model::Execution;
+use serde_json::json;
+
+fn exec(id: &str, action: &str, status: Status) -> Execution {
+    Execution {
+        id: id.into(),
+        action: action.into(),
+        parameters: json!({}),
+        status,
+        result: None,
+        error: None,
+        created_at: crate::model::now_rfc3339(),
+        started_at: None,
+        finished_at: None,
+        parent: None,
+        task: None,
+        trigger_instance: None,
+        rule: None,
+        attempt: 1,
+        requested_by: None,
+        item: None,
+        children: vec![],
+    }
+}
+
+#[tokio::test]
+async fn records_indexes_and_listing() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Store::open(d.path(), None).unwrap();
+    let mut a = exec("01A", "core.noop", Status::Running);
+    s.put_execution(None, &a).unwrap();
+    let b = exec("01B", "core.echo", Status::Succeeded);
+    let t = s.put_execution(None, &b).unwrap();
+    s.durable(t).await.unwrap();
+    a.status = Status::Failed;
+    s.put_execution(Some(Status::Running), &a).unwrap();
+
+    let all = s.list_executions(&ListFilter::default()).unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["01B", "01A"]
+    );
+    let failed = s
+        .list_executions(&ListFilter {
+            status: Some(Status::Failed),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].id, "01A");
+    let running = s
+        .list_executions(&ListFilter {
+            status: Some(Status::Running),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(
+        running.is_empty(),
+        "the old status index entry must be gone"
+    );
+    let by_action = s
+        .list_executions(&ListFilter {
+            action: Some("core.echo".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(by_action[0].id, "01B");
+    let limited = s
+        .list_executions(&ListFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(limited.len(), 1);
+    assert!(s.unfinished().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn records_survive_reopen_and_second_open_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(d.path(), None).unwrap();
+        let e = exec("01C", "core.noop", Status::Running);
+        let t = s.put_execution(None, &e).unwrap();
+        s.durable(t).await.unwrap();
+        let err = Store::open(d.path(), None)
+            .err()
+            .expect("second open must fail");
+        let msg = err.to_string();
+        assert!(msg.contains("in use by another Squall process"), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+    }
+    let s = Store::open(d.path(), None).unwrap();
+    let back = s.get_execution("01C").unwrap().unwrap();
+    assert_eq!(back.status, Status::Running);
+    assert_eq!(s.unfinished().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_on_disk() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Store::open(d.path(), None).unwrap();
+    crate::secrets::register("sealed-secret-value-xyz");
+    let mut b = Batch::default();
+    s.seal_params(
+        &mut b,
+        "01D",
+        &json!({"password": "sealed-secret-value-xyz"}),
+    );
+    s.workflow_state(
+        &mut b,
+        "01D",
+        &json!({"scope": {"pw": "sealed-secret-value-xyz"}}),
+    );
+    s.workflow_state(&mut b, "01E", &json!({"scope": {"n": 1}}));
+    let t = s.commit(b).unwrap();
+    s.durable(t).await.unwrap();
+    assert_eq!(
+        s.sealed_params("01D").unwrap().unwrap()["password"],
+        "sealed-secret-value-xyz"
+    );
+    assert_eq!(
+        s.get_workflow_state("01D").unwrap().unwrap()["scope"]["pw"],
+        "sealed-secret-value-xyz"
+    );
+    assert_eq!(
+        s.get_workflow_state("01E").unwrap().unwrap()["scope"]["n"],
+        1
+    );
+    drop(s);
+    // Nothing under the data dir holds the clear text.
+    for entry in walk(d.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !bytes.windows(23).any(|w| w == b"sealed-secret-value-xyz"),
+            "secret found in clear in {}",
+            entry.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn output_chunks_come_back_in_order() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Store::open(d.path(), None).unwrap();
+    for i in 0..20u64 {
+        let c = OutputChunk {
+            stream: "stdout".into(),
+            data: format!("line {i}\n"),
+            at: String::new(),
+        };
+        s.put_output("01F", i, &c).unwrap();
+    }
+    s.put_output(
+        "01G",
+        0,
+        &OutputChunk {
+            stream: "stdout".into(),
+            data: "other".into(),
+            at: String::new(),
+        },
+    )
+    .unwrap();
+    let all = s.output("01F", 0).unwrap();
+    assert_eq!(all.len(), 20);
+    assert_eq!(all[19].1.data, "line 19\n");
+    assert_eq!(s.output("01F", 18).unwrap().len(), 2);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

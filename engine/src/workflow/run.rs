@@ -1,0 +1,577 @@
+//! The action-chain interpreter: runs tasks as child executions, publishes, follows
+//! transitions, retries, fans out `with` items, and commits its [`ChainState`] at every
+//! step so that it can be resumed after a crash.
+
+use super::state::{ChainState, Cursor, LastTask, UnitOutcome};
+use super::{Next, Task, Workflow};
+use crate::executions::{Engine, EngineError, Request};
+use crate::expr::Vars;
+use crate::model::{ChildRef, Execution, Json, Status};
+use crate::runners::ActionOutcome;
+use crate::store::Batch;
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde_json::{json, Map};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+type Finished = (Execution, ActionOutcome);
+
+/// Run (or resume) the workflow `wf` for `execution`. Boxed because workflows nest.
+pub fn run(
+    engine: Arc<Engine>,
+    execution: Execution,
+    wf: Arc<Workflow>,
+    params: Json,
+    cancel: CancellationToken,
+) -> Pin<Box<dyn Future<Output = Finished> + Send>> {
+    Box::pin(async move {
+        let mut chain = Chain {
+            engine,
+            wf,
+            execution,
+            state: ChainState::default(),
+            cancel,
+        };
+        match chain.drive(params).await {
+            Ok(outcome) => (chain.execution, outcome),
+            Err(e) => {
+                let msg = format!("workflow state could not be saved: {e}");
+                (chain.execution, ActionOutcome::failed(msg, Json::Null))
+            }
+        }
+    })
+}
+
+struct Chain {
+    engine: Arc<Engine>,
+    wf: Arc<Workflow>,
+    execution: Execution,
+    state: ChainState,
+    cancel: CancellationToken,
+}
+
+/// The result of one task, all units together.
+struct TaskOutcome {
+    status: Status,
+    result: Json,
+    error: Option<String>,
+}
+
+impl Chain {
+    async fn drive(&mut self, params: Json) -> Result<ActionOutcome, EngineError> {
+        match self.engine.store().get_workflow_state(&self.execution.id)? {
+            Some(saved) => {
+                self.state = serde_json::from_value(saved).unwrap_or_default();
+                self.state
+                    .secrets
+                    .iter()
+                    .for_each(|s| crate::secrets::register(s));
+            }
+            None => {
+                let mut scope = Map::new();
+                if let Json::Object(p) = params {
+                    scope.extend(p);
+                }
+                for (k, v) in &self.wf.spec.vars {
+                    scope.insert(k.clone(), v.clone());
+                }
+                self.state.scope = scope;
+                self.state.cursor = Some(Cursor::at(&self.wf.tasks[self.wf.start].name, 1));
+                self.save().await?;
+            }
+        }
+        while let Some(cursor) = self.state.cursor.clone() {
+            if self.cancel.is_cancelled() {
+                return Ok(ActionOutcome::canceled(self.default_output()));
+            }
+            let Some(idx) = self.wf.task_index(&cursor.task) else {
+                return Ok(ActionOutcome::failed(
+                    format!(
+                        "saved state points at task `{}`, which this workflow no longer has",
+                        cursor.task
+                    ),
+                    Json::Null,
+                ));
+            };
+            let outcome = self.run_task(idx, cursor).await?;
+            if outcome.status == Status::Canceled {
+                self.save().await?;
+                return Ok(ActionOutcome::canceled(self.default_output()));
+            }
+            if let Some(fatal) = self.after_task(idx, outcome).await? {
+                return Ok(fatal);
+            }
+        }
+        Ok(self.finish())
+    }
+
+    /// Run every unit of the task at `idx` (one, or one per item), `concurrency` at a time.
+    async fn run_task(
+        &mut self,
+        idx: usize,
+        mut cursor: Cursor,
+    ) -> Result<TaskOutcome, EngineError> {
+        let wf = self.wf.clone();
+        let task: &Task = &wf.tasks[idx];
+        let (units, concurrency) = match &task.with_items {
+            None => (1, 1),
+            Some((items_t, conc)) => {
+                if cursor.items.is_none() {
+                    let mut vars = self.vars(None, None);
+                    match items_t.render(&mut vars) {
+                        Ok(Json::Array(items)) => cursor.items = Some(items),
+                        Ok(other) => {
+                            return Ok(task_failed(format!(
+                                "with.items must yield an array, got {other}"
+                            )))
+                        }
+                        Err(e) => return Ok(task_failed(format!("with.items: {e}"))),
+                    }
+                    self.state.cursor = Some(cursor.clone());
+                    self.save().await?;
+                }
+                (cursor.items.as_ref().map_or(0, Vec::len), *conc)
+            }
+        };
+        let mut running = FuturesUnordered::new();
+        // Children recorded as in flight by an earlier process.
+        for (unit, child_id) in cursor.in_flight.clone() {
+            match self.recover_child(&child_id).await? {
+                Recovered::Done(o) => {
+                    cursor.in_flight.remove(&unit);
+                    cursor.done.insert(unit, o);
+                }
+                Recovered::Rerun => {
+                    cursor.in_flight.remove(&unit);
+                }
+            }
+        }
+        self.state.cursor = Some(cursor.clone());
+        loop {
+            while cursor.in_flight.len() < concurrency {
+                let Some(unit) = (0..units)
+                    .find(|u| !cursor.done.contains_key(u) && !cursor.in_flight.contains_key(u))
+                else {
+                    break;
+                };
+                if self.cancel.is_cancelled() {
+                    break;
+                }
+                if self.state.task_runs >= self.wf.max_task_runs {
+                    let msg = format!(
+                        "workflow exceeded its bound of {} task runs (max_task_runs); a transition probably loops",
+                        self.wf.max_task_runs
+                    );
+                    return Ok(task_failed(msg));
+                }
+                self.state.task_runs += 1;
+                let item = cursor.items.as_ref().and_then(|i| i.get(unit)).cloned();
+                match self.start_unit(task, &cursor, item).await? {
+                    Started::Running(child_id, fut) => {
+                        cursor.in_flight.insert(unit, child_id);
+                        running.push(async move { (unit, fut.await) });
+                    }
+                    Started::Failed(o) => {
+                        cursor.done.insert(unit, o);
+                    }
+                }
+                self.state.cursor = Some(cursor.clone());
+                self.save().await?;
+            }
+            let Some((unit, finished)) = running.next().await else {
+                break;
+            };
+            let o = match finished {
+                Ok(child) => {
+                    self.set_child_status(&child.id, child.status);
+                    UnitOutcome {
+                        status: child.status,
+                        result: child.result.unwrap_or(Json::Null),
+                        error: child.error,
+                    }
+                }
+                Err(e) => UnitOutcome {
+                    status: Status::Failed,
+                    result: Json::Null,
+                    error: Some(e.to_string()),
+                },
+            };
+            cursor.in_flight.remove(&unit);
+            cursor.done.insert(unit, o);
+            self.state.cursor = Some(cursor.clone());
+        }
+        if self.cancel.is_cancelled() && cursor.done.len() < units {
+            return Ok(TaskOutcome {
+                status: Status::Canceled,
+                result: Json::Null,
+                error: Some("canceled".into()),
+            });
+        }
+        Ok(combine(&cursor, task.with_items.is_some()))
+    }
+
+    /// Render a unit's parameters, record its child and start it.
+    async fn start_unit(
+        &mut self,
+        task: &Task,
+        cursor: &Cursor,
+        item: Option<Json>,
+    ) -> Result<Started, EngineError> {
+        let mut vars = self.vars(None, item.as_ref());
+        let mut req = Request {
+            action: task.action.clone(),
+            parameters: Json::Null,
+            parent: Some(self.execution.id.clone()),
+            task: Some(task.name.clone()),
+            item: item.clone(),
+            trigger_instance: self.execution.trigger_instance.clone(),
+            rule: self.execution.rule.clone(),
+            requested_by: self.execution.requested_by.clone(),
+            attempt: cursor.attempt,
+        };
+        let prepared = match task.parameters.render(&mut vars) {
+            Ok(p @ (Json::Object(_) | Json::Null)) => {
+                req.parameters = p;
+                self.engine.prepare(&req).map_err(|e| e.to_string())
+            }
+            Ok(other) => Err(format!("parameters must render to a map, got {other}")),
+            Err(e) => Err(format!("rendering parameters: {e}")),
+        };
+        let mut batch = Batch::default();
+        let started = match prepared {
+            Ok(p) => {
+                self.engine.stage(&mut batch, &p);
+                self.push_child(&p.execution);
+                let id = p.execution.id.clone();
+                let engine = self.engine.clone();
+                let cancel = self.cancel.clone();
+                // A task of its own, not a future polled by this loop: the loop awaits
+                // the store while children run, and a child holding the store's flush
+                // lock must make progress meanwhile.
+                let handle = tokio::spawn(async move { engine.run_prepared(p, cancel).await });
+                let fut: ChildFuture = Box::pin(async move {
+                    handle.await.unwrap_or_else(|e| {
+                        Err(EngineError::Store(crate::store::StoreError::Io(
+                            std::io::Error::other(format!("task runner crashed: {e}")),
+                        )))
+                    })
+                });
+                Started::Running(id, fut)
+            }
+            Err(msg) => {
+                let rec = self
+                    .engine
+                    .failed_record(&req, &format!("task `{}`: {msg}", task.name));
+                batch.execution(None, &rec);
+                self.push_child(&rec);
+                Started::Failed(UnitOutcome {
+                    status: Status::Failed,
+                    result: Json::Null,
+                    error: rec.error.clone(),
+                })
+            }
+        };
+        self.stage_state(&mut batch);
+        let t = self.engine.store().commit(batch)?;
+        self.engine.store().durable(t).await?;
+        Ok(started)
+    }
+
+    /// A child that was in flight when an earlier process stopped.
+    async fn recover_child(&mut self, id: &str) -> Result<Recovered, EngineError> {
+        let store = self.engine.store().clone();
+        let Some(mut child) = store.get_execution(id)? else {
+            return Ok(Recovered::Rerun);
+        };
+        if child.status.is_terminal() {
+            self.set_child_status(id, child.status);
+            return Ok(Recovered::Done(UnitOutcome {
+                status: child.status,
+                result: child.result.unwrap_or(Json::Null),
+                error: child.error,
+            }));
+        }
+        let idempotent = self
+            .engine
+            .content()
+            .actions
+            .get(&child.action)
+            .map(|a| a.meta.idempotent)
+            .unwrap_or(false);
+        let prev = child.status;
+        child.status = Status::Abandoned;
+        child.finished_at = Some(crate::model::now_rfc3339());
+        child.error = Some(if idempotent {
+            "the engine stopped while this ran; run again because the action is idempotent".into()
+        } else {
+            "the engine stopped while this ran and the action is not idempotent, so it was not run again".into()
+        });
+        let t = store.put_execution(Some(prev), &child)?;
+        store.durable(t).await?;
+        self.set_child_status(id, Status::Abandoned);
+        Ok(if idempotent {
+            Recovered::Rerun
+        } else {
+            Recovered::Done(UnitOutcome {
+                status: Status::Abandoned,
+                result: Json::Null,
+                error: child.error,
+            })
+        })
+    }
+
+    /// Record the task's outcome, publish, retry or follow a transition. Returns an
+    /// outcome when the workflow must end now with it.
+    async fn after_task(
+        &mut self,
+        idx: usize,
+        mut outcome: TaskOutcome,
+    ) -> Result<Option<ActionOutcome>, EngineError> {
+        let wf = self.wf.clone();
+        let task: &Task = &wf.tasks[idx];
+        let attempt = self.state.cursor.as_ref().map_or(1, |c| c.attempt);
+        if outcome.status == Status::Succeeded {
+            let mut vars = self.vars(Some(&outcome.result), None);
+            for (name, t) in &task.publish {
+                match t.render(&mut vars) {
+                    Ok(v) => {
+                        vars.set(name, &v);
+                        self.state.scope.insert(name.clone(), v);
+                        if !self.state.published.contains(name) {
+                            self.state.published.push(name.clone());
+                        }
+                    }
+                    Err(e) => {
+                        outcome.status = Status::Failed;
+                        outcome.error = Some(format!("publish `{name}`: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+        let failed = outcome.status != Status::Succeeded;
+        if let (true, Some(retry)) = (failed, &task.retry) {
+            if attempt <= retry.count {
+                let delay = Duration::from_secs_f64(retry.delay.max(0.0));
+                self.state.cursor = Some(Cursor::at(&task.name, attempt + 1));
+                self.save().await?;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = self.cancel.cancelled() => {}
+                }
+                return Ok(None);
+            }
+        }
+        self.state.tasks.insert(
+            task.name.clone(),
+            json!({"status": outcome.status, "result": outcome.result, "error": outcome.error}),
+        );
+        self.state.last = Some(LastTask {
+            task: task.name.clone(),
+            status: outcome.status,
+            error: outcome.error.clone(),
+        });
+        let nexts: &[Next] = if failed {
+            &task.on_failure
+        } else {
+            &task.on_success
+        };
+        let mut vars = self.vars(Some(&outcome.result), None);
+        let mut chosen = None;
+        for n in nexts {
+            let holds = match &n.condition {
+                None => true,
+                Some(c) => match c.eval_bool(&mut vars) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.state.cursor = None;
+                        self.save().await?;
+                        let msg = format!(
+                            "task `{}`: transition guard `{}`: {e}",
+                            task.name,
+                            c.source()
+                        );
+                        return Ok(Some(ActionOutcome::failed(msg, self.default_output())));
+                    }
+                },
+            };
+            if holds {
+                chosen = Some(n.task);
+                break;
+            }
+        }
+        self.state.cursor = chosen.map(|i| Cursor::at(&self.wf.tasks[i].name, 1));
+        self.save().await?;
+        Ok(None)
+    }
+
+    /// The workflow's outcome once the chain has ended.
+    fn finish(&mut self) -> ActionOutcome {
+        let Some(last) = self.state.last.clone() else {
+            return ActionOutcome::succeeded(self.default_output());
+        };
+        let output = match &self.wf.output {
+            Some(t) if last.status == Status::Succeeded => {
+                let mut vars = self.vars(None, None);
+                match t.render(&mut vars) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return ActionOutcome::failed(format!("output: {e}"), self.default_output())
+                    }
+                }
+            }
+            _ => self.default_output(),
+        };
+        match last.status {
+            Status::Succeeded => ActionOutcome::succeeded(output),
+            Status::Timeout => ActionOutcome {
+                status: Status::Timeout,
+                result: output,
+                error: Some(format!("task `{}` timed out", last.task)),
+            },
+            s => {
+                let why = last.error.unwrap_or_else(|| s.to_string());
+                ActionOutcome::failed(format!("task `{}` {s}: {why}", last.task), output)
+            }
+        }
+    }
+
+    /// The published values, by name.
+    fn default_output(&self) -> Json {
+        let map: Map<String, Json> = self
+            .state
+            .published
+            .iter()
+            .filter_map(|n| self.state.scope.get(n).map(|v| (n.clone(), v.clone())))
+            .collect();
+        Json::Object(map)
+    }
+
+    fn vars(&self, result: Option<&Json>, item: Option<&Json>) -> Vars {
+        let mut vars = Vars::from_map(&self.state.scope);
+        vars.set("tasks", &Json::Object(self.state.tasks.clone()));
+        vars.set(
+            "workflow",
+            &json!({"id": self.execution.id, "action": self.execution.action}),
+        );
+        if let Some(r) = result {
+            vars.set("result", r);
+        }
+        if let Some(i) = item {
+            vars.set("item", i);
+        }
+        vars
+    }
+
+    fn push_child(&mut self, child: &Execution) {
+        self.execution.children.push(ChildRef {
+            id: child.id.clone(),
+            task: child.task.clone().unwrap_or_default(),
+            action: child.action.clone(),
+            status: child.status,
+            item: child.item.clone(),
+        });
+    }
+
+    fn set_child_status(&mut self, id: &str, status: Status) {
+        if let Some(c) = self.execution.children.iter_mut().find(|c| c.id == id) {
+            c.status = status;
+        }
+    }
+
+    /// Stage the state and the workflow's own record into `batch`.
+    fn stage_state(&mut self, batch: &mut Batch) {
+        let mut value = serde_json::to_value(&self.state).unwrap_or(Json::Null);
+        let secrets = crate::secrets::found_in(&value);
+        if !secrets.is_empty() {
+            self.state.secrets = secrets.clone();
+            value["secrets"] = json!(secrets);
+        }
+        self.engine
+            .store()
+            .workflow_state(batch, &self.execution.id, &value);
+        batch.execution(Some(self.execution.status), &self.execution);
+    }
+
+    /// Commit the state and the record durably.
+    async fn save(&mut self) -> Result<(), EngineError> {
+        let mut b = Batch::default();
+        self.stage_state(&mut b);
+        let t = self.engine.store().commit(b)?;
+        self.engine.store().durable(t).await?;
+        Ok(())
+    }
+}
+
+type ChildFuture = Pin<Box<dyn Future<Output = Result<Execution, EngineError>> + Send>>;
+
+enum Started {
+    Running(String, ChildFuture),
+    Failed(UnitOutcome),
+}
+
+enum Recovered {
+    Done(UnitOutcome),
+    Rerun,
+}
+
+fn task_failed(msg: String) -> TaskOutcome {
+    TaskOutcome {
+        status: Status::Failed,
+        result: Json::Null,
+        error: Some(msg),
+    }
+}
+
+/// One outcome for the task from its units: for `with` tasks the result is the list of
+/// item results, and the task fails if any item did not succeed.
+fn combine(cursor: &Cursor, with_items: bool) -> TaskOutcome {
+    if !with_items {
+        return match cursor.done.get(&0) {
+            Some(o) => TaskOutcome {
+                status: o.status,
+                result: o.result.clone(),
+                error: o.error.clone(),
+            },
+            None => task_failed("task did not run".into()),
+        };
+    }
+    let results: Vec<Json> = cursor.done.values().map(|o| o.result.clone()).collect();
+    let bad: Vec<(usize, &UnitOutcome)> = cursor
+        .done
+        .iter()
+        .filter(|(_, o)| o.status != Status::Succeeded)
+        .map(|(i, o)| (*i, o))
+        .collect();
+    if bad.is_empty() {
+        return TaskOutcome {
+            status: Status::Succeeded,
+            result: Json::Array(results),
+            error: None,
+        };
+    }
+    let first = bad[0];
+    let status = if bad.iter().all(|(_, o)| o.status == Status::Canceled) {
+        Status::Canceled
+    } else {
+        Status::Failed
+    };
+    TaskOutcome {
+        status,
+        result: Json::Array(results),
+        error: Some(format!(
+            "{} of {} items did not succeed; item {}: {}",
+            bad.len(),
+            cursor.done.len(),
+            first.0,
+            first
+                .1
+                .error
+                .clone()
+                .unwrap_or_else(|| first.1.status.to_string())
+        )),
+    }
+}
