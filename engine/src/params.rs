@@ -115,7 +115,7 @@ fn type_name(v: &Json) -> &'static str {
 pub fn check_value(name: &str, spec: &ParamSpec, v: &Json) -> Result<(), ParamError> {
     if let Some(t) = spec.kind {
         // null is accepted for an optional parameter of any type: it means "not given".
-        if !type_matches(t, v) && !(v.is_null() && !spec.required) {
+        if !type_matches(t, v) && (!v.is_null() || spec.required) {
             return Err(err(
                 name,
                 format!("expected {}, got {} {}", t.as_str(), type_name(v), short(v)),

@@ -182,7 +182,7 @@ fn action(cli: &Cli, cmd: &ActionCmd) -> CmdResult {
             let list: Vec<Json> = content
                 .actions
                 .values()
-                .filter(|a| pack.as_deref().map_or(true, |p| a.pack == p))
+                .filter(|a| pack.as_deref().is_none_or(|p| a.pack == p))
                 .map(|a| json!({"ref": a.reference, "runner": a.meta.runner, "description": a.meta.description}))
                 .collect();
             if structured(cli.output, &list).is_none() {

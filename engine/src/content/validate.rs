@@ -117,7 +117,7 @@ fn param_names(
         return;
     }
     for (name, spec) in &target.meta.parameters {
-        if spec.required && spec.default.is_none() && !given.iter().any(|g| *g == name) {
+        if spec.required && spec.default.is_none() && !given.contains(&name) {
             diags.push(sf.diag(
                 field,
                 format!(

@@ -110,6 +110,9 @@ impl Recorder {
                 if *next_is_key {
                     let k = scalar.unwrap_or("?").to_string();
                     let full = join(path, &k);
+                    // A block mapping's own position is where its first key starts (the
+                    // parser's mark for the mapping itself is not reliable).
+                    self.map.values.entry(path.clone()).or_insert(pos);
                     self.map.keys.insert(full, pos);
                     *key = Some(k);
                     *next_is_key = false;
@@ -142,7 +145,6 @@ impl MarkedEventReceiver for Recorder {
             }
             Event::MappingStart(..) => {
                 let path = self.next_path(None, pos).unwrap_or_default();
-                self.map.values.entry(path.clone()).or_insert(pos);
                 self.stack.push(Frame::Map {
                     path,
                     next_is_key: true,

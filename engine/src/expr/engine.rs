@@ -2,8 +2,9 @@
 
 use super::{functions, ExprError};
 use rhai::{Dynamic, Engine, EvalAltResult, OptimizationLevel, ParseError, ParseErrorType};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Sandbox bounds applied to every evaluation.
 ///
@@ -23,6 +24,9 @@ pub struct Limits {
     pub max_array_size: usize,
     /// Maximum number of properties of a map.
     pub max_map_size: usize,
+    /// Maximum wall-clock time of one run (checked every few hundred operations; bounds the
+    /// runs whose operations are few but expensive, like copying big values in a loop).
+    pub max_duration: Duration,
 }
 
 impl Default for Limits {
@@ -34,19 +38,33 @@ impl Default for Limits {
             max_string_size: 1 << 20,
             max_array_size: 100_000,
             max_map_size: 100_000,
+            max_duration: Duration::from_secs(2),
         }
     }
 }
 
 impl Limits {
     /// Limits for scripts of the `rhai` runner: the expression limits with a larger
-    /// operation budget (10 million).
+    /// operation budget (10 million), 64 call levels and 60 seconds.
     pub fn script() -> Limits {
         Limits {
             max_operations: 10_000_000,
+            max_call_levels: 64,
+            max_duration: Duration::from_secs(60),
             ..Limits::default()
         }
     }
+}
+
+/// What an engine compiles and runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Single expressions: no loops, no closures, no statement blocks. With no way to
+    /// iterate, an expression cannot build deeply nested data (which would overflow the
+    /// caller's stack in rhai's recursive clone/drop) nor loop for long.
+    Expression,
+    /// Full scripts, run on their own thread with a large stack (see `mod.rs`).
+    Script,
 }
 
 /// Build a sandboxed engine with `limits`.
@@ -55,8 +73,13 @@ impl Limits {
 /// - invalid map properties are errors (`map.missing` fails, `"k" in map`/`map.get("k")` don't);
 /// - `print`/`debug` never reach stdout: they go to the capture of the current thread, if any;
 /// - the helper functions of [`functions`] are registered.
-fn build(limits: &Limits) -> Engine {
+fn build(limits: &Limits, kind: Kind) -> Engine {
     let mut engine = Engine::new();
+    if kind == Kind::Expression {
+        engine.set_allow_anonymous_fn(false);
+        engine.set_allow_looping(false);
+        engine.set_allow_statement_expression(false);
+    }
     engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
     engine.disable_symbol("eval");
     engine.set_fail_on_invalid_map_property(true);
@@ -68,7 +91,34 @@ fn build(limits: &Limits) -> Engine {
     engine.set_max_array_size(limits.max_array_size);
     engine.set_max_map_size(limits.max_map_size);
     engine.set_max_modules(0);
-    engine.on_print(|text| capture_line(text));
+    // rhai counts operations per call context: work done by closures called from native
+    // functions (`map`, `reduce`, `sort`...) is not added to the caller's count, so nested
+    // `map`s could run unbounded. Count every operation of the run on this thread instead.
+    // The same callback enforces the time limit.
+    let (max_ops, max_duration) = (limits.max_operations, limits.max_duration);
+    engine.on_progress(move |_| {
+        let n = OPS.with(|c| {
+            let n = c.get().saturating_add(1);
+            c.set(n);
+            n
+        });
+        if n > max_ops {
+            return Some(Dynamic::from(STOP_OPERATIONS));
+        }
+        if n.is_multiple_of(TIME_CHECK_EVERY) {
+            let now = Instant::now();
+            let started = STARTED.with(|c| {
+                let started = c.get().unwrap_or(now);
+                c.set(Some(started));
+                started
+            });
+            if now.duration_since(started) > max_duration {
+                return Some(Dynamic::from(STOP_TIME));
+            }
+        }
+        None
+    });
+    engine.on_print(capture_line);
     engine.on_debug(|text, _source, _pos| capture_line(text));
     functions::register(&mut engine);
     engine
@@ -77,32 +127,30 @@ fn build(limits: &Limits) -> Engine {
 /// The shared engine for expressions, built once.
 pub(crate) fn expr_engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| build(&Limits::default()))
+    ENGINE.get_or_init(|| build(&Limits::default(), Kind::Expression))
 }
 
 /// The shared engine for scripts ([`Limits::script`]), built once.
 pub(crate) fn script_engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| build(&Limits::script()))
+    ENGINE.get_or_init(|| build(&Limits::script(), Kind::Script))
 }
 
-/// An engine for arbitrary `limits`: the shared ones when they match, otherwise one built
-/// on first use and kept (a handful of distinct limits at most in practice; the cache is
-/// bounded anyway).
-pub(crate) fn engine_for(limits: &Limits) -> EngineRef {
-    if *limits == Limits::default() {
-        return EngineRef::Static(expr_engine());
-    }
+/// A script engine for arbitrary `limits`: the shared one when they match, otherwise one
+/// built on first use and kept (a handful of distinct limits at most in practice; the cache
+/// is bounded anyway).
+pub(crate) fn script_engine_for(limits: &Limits) -> EngineRef {
     if *limits == Limits::script() {
         return EngineRef::Static(script_engine());
     }
-    static OTHERS: OnceLock<Mutex<Vec<(Limits, Arc<Engine>)>>> = OnceLock::new();
+    type Cache = Mutex<Vec<(Limits, Arc<Engine>)>>;
+    static OTHERS: OnceLock<Cache> = OnceLock::new();
     let others = OTHERS.get_or_init(|| Mutex::new(Vec::new()));
     let mut others = others.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, engine)) = others.iter().find(|(l, _)| l == limits) {
         return EngineRef::Shared(engine.clone());
     }
-    let engine = Arc::new(build(limits));
+    let engine = Arc::new(build(limits, Kind::Script));
     if others.len() >= 16 {
         others.remove(0);
     }
@@ -124,6 +172,28 @@ impl std::ops::Deref for EngineRef {
             EngineRef::Shared(e) => e,
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Operation budget of the current run.
+
+thread_local! {
+    static OPS: Cell<u64> = const { Cell::new(0) };
+    /// When the run started; set lazily at the first time check so short runs never read
+    /// the clock.
+    static STARTED: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The clock is read every this many operations.
+const TIME_CHECK_EVERY: u64 = 256;
+/// Termination tokens of the progress callback.
+const STOP_OPERATIONS: &str = "operations";
+const STOP_TIME: &str = "time";
+
+/// Start a new run on this thread: reset its operation count and start time.
+pub(crate) fn start_run() {
+    OPS.with(|c| c.set(0));
+    STARTED.with(|c| c.set(None));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -230,7 +300,15 @@ pub(crate) fn eval_error(err: &EvalAltResult, limits: &Limits) -> ExprError {
                 column,
             };
         }
-        EvalAltResult::ErrorTooManyOperations(_) => format!(
+        EvalAltResult::ErrorTerminated(token, _)
+            if token.clone().into_string().is_ok_and(|t| t == STOP_TIME) =>
+        {
+            format!(
+                "exceeded the time limit of {:.1?} (endless loop?)",
+                limits.max_duration
+            )
+        }
+        EvalAltResult::ErrorTooManyOperations(_) | EvalAltResult::ErrorTerminated(..) => format!(
             "exceeded the limit of {} operations (endless loop?)",
             limits.max_operations
         ),

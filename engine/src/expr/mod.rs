@@ -16,11 +16,20 @@
 //!
 //! - `"engine" in trigger.object.spec` → `true`/`false`;
 //! - `trigger.object.spec.get("engine")` → the value, or `()` when missing;
-//! - `default(trigger.object.spec.get("engine"), "postgres")` (or
-//!   `trigger.object.spec.get("engine") ?? "postgres"`) for a fallback;
+//! - `default(trigger.object.spec.engine, "postgres")` → the value, or the fallback when it
+//!   is missing (missing property, undefined variable, index out of range) or `()`; other
+//!   errors still fail. `trigger.object.spec.get("engine") ?? "postgres"` also works;
+//! - `trigger.object?.spec` → `()` instead of an error when `object` is `()`;
 //! - `is_def_var("result")` tells whether a top-level variable is defined.
 //!
 //! A field present with a JSON `null` value reads as `()` without error.
+//!
+//! # Expressions versus scripts
+//! Expressions are single rhai expressions: no statements, loops or closures (`|x| ...`),
+//! so they cannot run long nor build deeply nested data; their variables are constants
+//! (`list.push(1)` is an error), so one [`Vars`] can serve many expressions. Scripts
+//! ([`Script`]) have the whole language and work on copies of the variables, on their own
+//! thread with a large stack (rhai clones and drops nested values recursively).
 //!
 //! # Helper functions
 //! On top of rhai's standard library (`len`, `to_lower`/`to_upper`, `contains`, `split`,
@@ -29,13 +38,15 @@
 //! `regex_captures(s, pattern)` (`[whole, group1, ...]` of the first match, `[]` when none),
 //! `now()` (RFC 3339, UTC), `parse_time(s)` (RFC 3339 → unix seconds),
 //! `random_password(n)` (8 ≤ n ≤ 4096 letters and digits, registered as a secret so it is
-//! masked everywhere), `default(x, y)` (`x` unless it is `()`), `lower(s)`, `upper(s)`.
+//! masked everywhere), `default(x, y)` (see above; custom syntax, because `default` is a
+//! reserved word in rhai), `lower(s)`, `upper(s)` (rhai only has `to_lower`/`to_upper`).
 //!
 //! # Sandbox
 //! No I/O at all: no `import` of files (no module resolver), no `eval`, no environment
-//! access. Runs are bounded by [`Limits`] (operations, call depth, expression depth, string,
-//! array and map sizes); exceeding a bound is an [`ExprError`] naming the limit, never a
-//! hang. `print`/`debug` never write to the process's stdout: they are discarded, except
+//! access. Runs are bounded by [`Limits`] (operations, including those of closures called by
+//! `map`/`filter`/..., call depth, expression depth, string, array and map sizes, wall-clock
+//! time); exceeding a bound is an [`ExprError`] naming the limit, never a hang. (rhai does
+//! not size-check `map[key] = value`; such growth is bounded by the operation budget.) `print`/`debug` never write to the process's stdout: they are discarded, except
 //! under [`run_script_capturing`] / [`Script::run_with`], which hand the lines to a callback.
 
 mod convert;
@@ -43,6 +54,8 @@ mod engine;
 mod functions;
 mod template;
 
+#[cfg(test)]
+mod sandbox_tests;
 #[cfg(test)]
 mod tests;
 
@@ -95,8 +108,15 @@ impl Vars {
     }
 
     /// Set variable `name` to `value`, replacing an existing variable of the same name.
+    ///
+    /// Variables are constants: an expression cannot modify them (`list.push(1)` is an
+    /// error), so one `Vars` can safely serve many expressions. Scripts work on copies.
     pub fn set(&mut self, name: &str, value: &Value) {
-        self.scope.set_or_push(name, convert::to_dynamic(value));
+        if self.scope.contains(name) {
+            let _previous = self.scope.remove::<Dynamic>(name);
+        }
+        self.scope
+            .push_constant_dynamic(name.to_string(), convert::to_dynamic(value));
     }
 
     /// One variable per key of `map`.
@@ -175,6 +195,7 @@ impl Expr {
 
     /// Evaluate to a rhai value.
     pub(crate) fn eval_dynamic(&self, vars: &mut Vars) -> Result<Dynamic, ExprError> {
+        engine::start_run();
         engine::expr_engine()
             .eval_ast_with_scope::<Dynamic>(&mut vars.scope, &self.inner.ast)
             .map_err(|e| engine::eval_error(&e, &Limits::default()))
@@ -210,10 +231,10 @@ impl Script {
 
     /// Run with `vars` in scope under [`Limits::script`]; the value of the last statement
     /// (or of `return`) is the result. A `throw` becomes an [`ExprError`] whose message is
-    /// the thrown value. Printed output is discarded. Variables declared by the script are
-    /// removed from `vars` afterwards; changes to existing variables are kept.
+    /// the thrown value. Printed output is discarded. The script works on copies of `vars`:
+    /// `vars` is unchanged afterwards.
     pub fn run(&self, vars: &mut Vars) -> Result<Value, ExprError> {
-        self.run_inner(vars, &Limits::script())
+        self.run_inner(vars, &Limits::script()).0
     }
 
     /// Like [`Script::run`] with explicit `limits`, handing every line printed by `print`
@@ -225,22 +246,65 @@ impl Script {
         limits: &Limits,
         on_print: &mut dyn FnMut(&str),
     ) -> Result<Value, ExprError> {
-        let (result, lines) = engine::with_capture(|| self.run_inner(vars, limits));
+        let (result, lines) = self.run_inner(vars, limits);
         for line in &lines {
             on_print(line);
         }
         result
     }
 
-    fn run_inner(&self, vars: &mut Vars, limits: &Limits) -> Result<Value, ExprError> {
-        let engine = engine::engine_for(limits);
+    /// Run on a dedicated thread with a [`SCRIPT_STACK`] stack: rhai clones, compares and
+    /// drops nested data recursively, and a script can nest arrays/maps as deep as the size
+    /// limits allow, far deeper than a 2 MiB worker-thread stack survives.
+    /// Returns the result and the printed lines.
+    fn run_inner(
+        &self,
+        vars: &mut Vars,
+        limits: &Limits,
+    ) -> (Result<Value, ExprError>, Vec<String>) {
+        std::thread::scope(|s| {
+            let handle = std::thread::Builder::new()
+                .name("squall-rhai".into())
+                .stack_size(SCRIPT_STACK)
+                .spawn_scoped(s, || engine::with_capture(|| self.run_here(vars, limits)));
+            match handle {
+                Ok(h) => h.join().unwrap_or_else(|_| {
+                    let err = ExprError::plain("the script engine crashed (panic)");
+                    (Err(err), Vec::new())
+                }),
+                Err(e) => {
+                    let err =
+                        ExprError::plain(format!("cannot start a thread for the script: {e}"));
+                    (Err(err), Vec::new())
+                }
+            }
+        })
+    }
+
+    fn run_here(&self, vars: &mut Vars, limits: &Limits) -> Result<Value, ExprError> {
+        let engine = engine::script_engine_for(limits);
         let len = vars.scope.len();
+        // Scripts get writable copies of the (constant) variables, dropped afterwards, so
+        // the caller's values never change (and never come back deeply nested).
+        let mut copies: Vec<(String, Dynamic)> = vars
+            .scope
+            .iter_raw()
+            .map(|(name, _, value)| (name.to_string(), value.clone()))
+            .collect();
+        copies.reverse(); // iter_raw goes from the last variable to the first
+        for (name, value) in copies {
+            vars.scope.push_dynamic(name, value);
+        }
+        engine::start_run();
         let result = engine.eval_ast_with_scope::<Dynamic>(&mut vars.scope, &self.inner.ast);
         vars.scope.rewind(len);
         let value = result.map_err(|e| engine::eval_error(&e, limits))?;
         convert::to_json(&value).map_err(ExprError::plain)
     }
 }
+
+/// Stack size of the thread running a script (virtual memory, committed only when used).
+const SCRIPT_STACK: usize = 256 << 20;
 
 /// Run `script` under [`Limits::script`] with `vars` in scope, handing each line printed by
 /// `print`/`debug` to `on_print` (in order, after the run; see [`Script::run_with`]).

@@ -1,8 +1,7 @@
 use super::*;
 use serde_json::json;
-use std::time::{Duration, Instant};
 
-fn event_vars() -> Vars {
+pub(super) fn event_vars() -> Vars {
     let mut v = Vars::new();
     v.set(
         "trigger",
@@ -12,18 +11,21 @@ fn event_vars() -> Vars {
     v
 }
 
-fn eval(src: &str) -> Result<Value, ExprError> {
+pub(super) fn eval(src: &str) -> Result<Value, ExprError> {
     Expr::compile(src)?.eval(&mut event_vars())
 }
 
-fn run(src: &str) -> Result<Value, ExprError> {
+pub(super) fn run(src: &str) -> Result<Value, ExprError> {
     Script::compile(src)?.run(&mut Vars::new())
 }
 
 /// Run with small limits so the bad-path tests stay fast in debug builds.
-fn run_small(src: &str) -> Result<Value, ExprError> {
+pub(super) fn run_small(src: &str) -> Result<Value, ExprError> {
     let limits = Limits {
         max_operations: 50_000,
+        max_array_size: 5_000,
+        max_map_size: 5_000,
+        max_string_size: 100_000,
         ..Limits::default()
     };
     Script::compile(src)?.run_with(&mut Vars::new(), &limits, &mut |_| {})
@@ -245,100 +247,19 @@ fn helper_functions() {
 }
 
 #[test]
-fn random_password_is_secret() {
-    let pw = eval("random_password(24)").unwrap();
-    let pw = pw.as_str().unwrap().to_string();
-    assert_eq!(pw.len(), 24);
-    assert!(pw.chars().all(|c| c.is_ascii_alphanumeric()));
-    assert!(pw.chars().any(|c| c.is_ascii_digit()) && pw.chars().any(|c| c.is_ascii_alphabetic()));
-    assert_eq!(crate::secrets::mask_str(&format!("pw={pw}")), "pw=********");
-    assert_ne!(eval("random_password(24)").unwrap(), json!(pw));
-    assert!(eval("random_password(3)")
-        .unwrap_err()
-        .message
-        .contains("between 8 and"));
-    assert!(eval("random_password(100000000)").is_err());
-}
-
-#[test]
-fn sandbox_has_no_eval_import_or_env() {
-    assert!(Script::compile(r#"eval("1 + 1")"#).is_err() || run(r#"eval("1 + 1")"#).is_err());
-    let err = run(r#"import "std" as s; 1"#).unwrap_err();
-    assert!(!err.message.is_empty());
-    let err = run(r#"import "/etc/passwd" as p; 1"#).unwrap_err();
-    assert!(
-        err.message.to_lowercase().contains("module"),
-        "{}",
-        err.message
-    );
-    assert!(eval(r#"env("HOME")"#).unwrap_err().message.contains("env"));
-    assert!(eval(r#"getenv("HOME")"#).is_err());
-}
-
-#[test]
-fn endless_loops_and_recursion_end_with_limit_errors() {
-    for src in ["loop {}", "while true {}", "let x = 0; loop { x += 1; }"] {
-        let start = Instant::now();
-        let err = run_small(src).unwrap_err();
-        assert!(
-            err.message.contains("limit of 50000 operations"),
-            "{src}: {}",
-            err.message
-        );
-        assert!(start.elapsed() < Duration::from_secs(10));
-    }
-    let err = run_small("fn f(x) { f(x + 1) } f(0)").unwrap_err();
-    assert!(
-        err.message.contains("nested function calls"),
-        "{}",
-        err.message
-    );
-    // Expressions have their own (default) budget.
-    let err = eval(
-        "blob(90000, 1).to_array().map(|x| blob(100, 1).to_array().reduce(|s, y| s + y, 0)).len()",
-    )
-    .unwrap_err();
-    assert!(err.message.contains("operations"), "{}", err.message);
-}
-
-#[test]
-fn default_script_budget_also_ends() {
-    let err = run("loop {}").unwrap_err();
-    assert!(
-        err.message.contains("limit of 10000000 operations"),
-        "{}",
-        err.message
-    );
-}
-
-#[test]
-fn huge_data_is_refused() {
-    let err = run_small(r#"let s = "x"; loop { s += s; }"#).unwrap_err();
-    assert!(err.message.contains("sandbox limit"), "{}", err.message);
-    let err = run_small("let a = []; loop { a += [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]; }").unwrap_err();
-    assert!(err.message.contains("sandbox limit"), "{}", err.message);
-    let err = eval(r#""x".pad(10000000, "y")"#).unwrap_err();
-    assert!(err.message.contains("sandbox limit"), "{}", err.message);
-    let err = run_small("let m = #{}; let i = 0; loop { m[`k${i}`] = i; i += 1; }").unwrap_err();
-    assert!(err.message.contains("limit"), "{}", err.message);
-}
-
-#[test]
-fn deep_expressions_are_refused() {
-    let src = format!("{}1{}", "(".repeat(500), ")".repeat(500));
-    let err = Expr::compile(&src).unwrap_err();
-    assert!(err.message.contains("too deeply nested"), "{}", err.message);
-}
-
-#[test]
 fn scripts_return_last_value_or_return() {
     let script = Script::compile("let x = base + 1;\nx * 2").unwrap();
     let mut vars = Vars::new();
     vars.set("base", &json!(20));
     assert_eq!(script.run(&mut vars).unwrap(), json!(42));
-    // Script locals do not leak into the caller's variables.
+    // Script locals and changes do not leak into the caller's variables.
     assert!(!vars.contains("x"));
-    assert_eq!(script.run(&mut vars).unwrap(), json!(42));
+    let script = Script::compile("base.x = 1; base.a.push(2); base").unwrap();
+    vars.set("base", &json!({"a": [1]}));
+    assert_eq!(script.run(&mut vars).unwrap(), json!({"a": [1, 2], "x": 1}));
+    assert_eq!(vars.get("base"), Some(json!({"a": [1]})));
+    // Running again sees the original values.
+    assert_eq!(script.run(&mut vars).unwrap(), json!({"a": [1, 2], "x": 1}));
     assert_eq!(
         run("fn sq(v) { v * v }\nif true { return #{r: sq(3)}; }\n0").unwrap(),
         json!({"r": 9})
@@ -401,7 +322,7 @@ fn captured_output_is_bounded() {
 
 #[test]
 fn non_json_results_are_errors() {
-    let err = eval("|x| x + 1").unwrap_err();
+    let err = eval("Fn(\"to_json\")").unwrap_err();
     assert!(
         err.message.contains("cannot be converted to JSON"),
         "{}",

@@ -260,8 +260,8 @@ impl Store {
         };
         let mut out = Vec::new();
         let push = |e: Execution, out: &mut Vec<Execution>| {
-            let ok = filter.status.map_or(true, |s| e.status == s)
-                && filter.action.as_deref().map_or(true, |a| e.action == a)
+            let ok = filter.status.is_none_or(|s| e.status == s)
+                && filter.action.as_deref().is_none_or(|a| e.action == a)
                 && (!filter.top_level_only || e.parent.is_none());
             if ok {
                 out.push(e);
