@@ -5,15 +5,22 @@
 //! [`store`] keeps every record durably. [`content`] loads what users write (packs,
 //! actions, rules, workflows, sensors) and [`expr`] evaluates the rhai expressions in it.
 
+pub mod api;
+pub mod audit;
 pub mod bench;
+pub mod bus;
 pub mod cli;
 pub mod content;
 pub mod executions;
 pub mod expr;
+pub mod metrics;
 pub mod model;
 pub mod params;
 pub mod rules;
 pub mod runners;
 pub mod secrets;
+pub mod sensors;
+pub mod service;
 pub mod store;
+pub mod views;
 pub mod workflow;

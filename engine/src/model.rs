@@ -86,8 +86,8 @@ pub struct ParamSpec {
     /// The caller must give a value (a `default` satisfies it).
     #[serde(default)]
     pub required: bool,
-    /// Value used when the caller gives none.
-    #[serde(default)]
+    /// Value used when the caller gives none (`default: null` is a default of null).
+    #[serde(default, deserialize_with = "present")]
     pub default: Option<Json>,
     /// The value must be one of these.
     #[serde(default, rename = "enum")]
@@ -188,6 +188,11 @@ pub struct ActionMeta {
     /// Free-form tags for listing.
     #[serde(default)]
     pub tags: Vec<String>,
+}
+
+/// A field that is present is `Some`, even when its value is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Json>, D::Error> {
+    Json::deserialize(d).map(Some)
 }
 
 fn yes() -> bool {
@@ -550,4 +555,55 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Processing state of a trigger instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerStatus {
+    /// Persisted, not yet evaluated against the rules.
+    Pending,
+    /// Evaluated; enforcements created.
+    Processed,
+}
+
+/// One occurrence of a trigger (PRODUCT §6: persisted before it is acknowledged).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerInstance {
+    /// Sortable id (ULID).
+    pub id: String,
+    /// Trigger type (`core.webhook`, `kubernetes.resource`, ...).
+    #[serde(rename = "type")]
+    pub trigger: String,
+    /// The payload (secrets masked when shown).
+    pub payload: Json,
+    /// Who emitted it: a sensor reference, `api:<token name>`, `cli`.
+    pub source: String,
+    /// RFC 3339 time it was accepted.
+    pub occurred_at: String,
+    /// Whether the rules have seen it.
+    pub status: TriggerStatus,
+    /// Enforcements it produced.
+    #[serde(default)]
+    pub enforcements: Vec<String>,
+}
+
+/// A rule matching a trigger instance, and what came of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Enforcement {
+    /// Sortable id (ULID).
+    pub id: String,
+    /// The trigger instance.
+    pub trigger_instance: String,
+    /// The rule that matched (or whose condition failed).
+    pub rule: String,
+    /// The execution requested, when one was.
+    #[serde(default)]
+    pub execution: Option<String>,
+    /// Why no execution was requested (condition error, parameters that do not render or
+    /// do not fit the action's schema).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// RFC 3339 creation time.
+    pub created_at: String,
 }

@@ -258,6 +258,16 @@ pub fn validate(schema: &Schema, given: &Json) -> Result<Json, ParamError> {
     Ok(Json::Object(out))
 }
 
+/// Register the values of `secret: true` parameters as secrets (after a restart, for
+/// parameters read back from the store).
+pub fn register_secrets(schema: &Schema, params: &Json) {
+    for (name, spec) in schema {
+        if let (true, Some(v)) = (spec.secret, params.get(name)) {
+            crate::secrets::register_json(v);
+        }
+    }
+}
+
 /// Copy of `params` with every `secret: true` parameter replaced by the mask (and any
 /// other known secret value masked too).
 pub fn mask(schema: &Schema, params: &Json) -> Json {

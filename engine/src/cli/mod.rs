@@ -8,7 +8,7 @@ mod pack;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-pub use output::{structured as print_structured, Format};
+pub use output::{duration, structured as print_structured, Format};
 
 /// Exit status of a command: 0 success, 1 the thing failed, 2 usage error.
 pub type ExitCode = i32;
@@ -162,8 +162,21 @@ pub enum PackCmd {
 
 /// Parse the process arguments and run; returns the exit status.
 pub fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`squall ... | head`) like other command-line tools,
+    // instead of panicking inside println!.
+    // SAFETY: resetting a signal disposition to its default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
-        Ok(c) => c,
+        Ok(mut c) => {
+            // Entry points and working directories are resolved against the content
+            // root; make it absolute so they do not depend on the current directory.
+            if let Ok(abs) = std::path::absolute(&c.root) {
+                c.root = abs;
+            }
+            c
+        }
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();

@@ -12,6 +12,9 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+mod schedule;
+pub use schedule::Recovery;
+
 /// How long a runner gets to stop after its cancel token fired before the execution is
 /// recorded as stopped anyway.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -87,6 +90,10 @@ pub struct Engine {
     live: Mutex<HashMap<String, broadcast::Sender<OutputEvent>>>,
     ids: Mutex<ulid::Generator>,
     tap: Mutex<Option<mpsc::UnboundedSender<(String, OutputChunk)>>>,
+    workers: Arc<tokio::sync::Semaphore>,
+    action_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    tracker: tokio_util::task::TaskTracker,
+    finished: broadcast::Sender<Execution>,
 }
 
 impl Engine {
@@ -100,6 +107,10 @@ impl Engine {
             live: Mutex::new(HashMap::new()),
             ids: Mutex::new(ulid::Generator::new()),
             tap: Mutex::new(None),
+            workers: Arc::new(tokio::sync::Semaphore::new(schedule::DEFAULT_WORKERS)),
+            action_slots: Mutex::new(HashMap::new()),
+            tracker: tokio_util::task::TaskTracker::new(),
+            finished: broadcast::channel(1024).0,
         })
     }
 
@@ -266,6 +277,7 @@ impl Engine {
         let t = self.store.put_execution(Some(prev), &execution)?;
         self.store.durable(t).await?;
         tracing::info!(execution = %execution.id, action = %execution.action, status = %execution.status, "execution finished");
+        let _ = self.finished.send(execution.clone());
         Ok(execution)
     }
 

@@ -8,12 +8,14 @@
 //!   `p:<id>` parameters with secrets (encrypted) · `w:<id>` workflow state ·
 //!   `o:<id>:<seq>` output chunks.
 //!   Ids are ULIDs, so key order is creation order.
+//! - trees `triggers`, `enforcements`, `audit` (ULID keys), `sensors` (checkpoints).
 //! - tree `meta`: `schema_version`.
 //!
 //! Durability: writes land in sled's memory first; [`Store::durable`] makes them durable
 //! with group commit — concurrent callers share one flush.
 
 mod crypto;
+mod records;
 
 use crate::model::{Execution, Json, OutputChunk, Status};
 pub use crypto::Cipher;
@@ -364,6 +366,24 @@ impl Store {
     /// Make everything written so far durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let t = self.written.load(Ordering::SeqCst);
+        self.durable(t).await
+    }
+
+    /// The checkpoint a sensor saved (its own format), if any.
+    pub fn sensor_checkpoint(&self, sensor: &str) -> Result<Option<Json>, StoreError> {
+        let key = format!("c:{sensor}");
+        match self.db.open_tree("sensors")?.get(&key)? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Save a sensor's checkpoint and make it durable.
+    pub async fn put_sensor_checkpoint(&self, sensor: &str, value: &Json) -> Result<(), StoreError> {
+        self.db
+            .open_tree("sensors")?
+            .insert(format!("c:{sensor}").into_bytes(), serde_json::to_vec(value).unwrap_or_default())?;
+        let t = self.written.fetch_add(1, Ordering::SeqCst) + 1;
         self.durable(t).await
     }
 
