@@ -22,6 +22,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
         Command::Run(args) => run(&cli, args).await,
         Command::Execution(cmd) => execution(&cli, cmd).await,
         Command::Bench(args) => crate::bench::run(&cli, args).await,
+        Command::Serve(args) => super::serve::run(&cli, args).await,
     };
     match result {
         Ok(code) => code,

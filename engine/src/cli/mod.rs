@@ -4,6 +4,7 @@
 pub(crate) mod local;
 mod output;
 mod pack;
+pub mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ pub enum Command {
     /// Packs.
     #[command(subcommand)]
     Pack(PackCmd),
+    /// Run sensors, rules, executions and the HTTP API in one process.
+    Serve(serve::ServeArgs),
     /// Measure rule evaluation, execution and workflow throughput on this machine.
     Bench(crate::bench::BenchArgs),
 }
@@ -162,12 +165,7 @@ pub enum PackCmd {
 
 /// Parse the process arguments and run; returns the exit status.
 pub fn main() -> ExitCode {
-    // Die quietly on a closed pipe (`squall ... | head`) like other command-line tools,
-    // instead of panicking inside println!.
-    // SAFETY: resetting a signal disposition to its default before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    quiet_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(mut c) => {
             // Entry points and working directories are resolved against the content
@@ -183,7 +181,7 @@ pub fn main() -> ExitCode {
             return code;
         }
     };
-    init_logging();
+    init_logging(matches!(cli.command, Command::Serve(_)));
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -197,11 +195,35 @@ pub fn main() -> ExitCode {
     rt.block_on(local::dispatch(cli))
 }
 
-fn init_logging() {
+/// End quietly when stdout is closed early (`squall ... | head`), like other command-line
+/// tools. SIGPIPE itself stays ignored: a child process that does not read its stdin must
+/// not kill Squall; only a failed print to our own stdout ends the process.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
+/// Logs go to stderr: `warn` and up for one-shot commands, `info` for `serve`; `SQUALL_LOG`
+/// overrides the filter and `SQUALL_LOG_FORMAT=json` gives JSON lines.
+fn init_logging(serving: bool) {
+    let default = if serving { "info,sled=warn" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SQUALL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("SQUALL_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
 }

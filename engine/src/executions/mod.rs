@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 mod schedule;
-pub use schedule::Recovery;
+pub use schedule::{Recovery, DEFAULT_WORKERS};
 
 /// How long a runner gets to stop after its cancel token fired before the execution is
 /// recorded as stopped anyway.
