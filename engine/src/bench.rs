@@ -29,6 +29,15 @@ pub struct BenchArgs {
     /// Tasks in the benchmark workflow (transitions = tasks - 1).
     #[arg(long, default_value_t = 200)]
     pub chain_tasks: usize,
+    /// Offered trigger load for the latency measurement, per second.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
+    /// Seconds of offered load.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Skip the measurements that start `squall serve` processes (RSS, start-up).
+    #[arg(long)]
+    pub no_process: bool,
 }
 
 /// Run the benchmarks and print the figures.
@@ -42,10 +51,18 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
     let engine = Engine::new(content, store, Registry::builtin());
     let execs = bench_executions(&engine, args.executions, args.concurrency).await?;
     let chain = bench_chain(&engine, args.chain_tasks).await?;
+    let pipeline = crate::bench_pipeline::latency(&engine, args.rate, args.seconds).await?;
+    let process = if args.no_process {
+        Json::Null
+    } else {
+        crate::bench_pipeline::process_figures(&cli.root).await?
+    };
     let report = json!({
         "rule_evaluations_per_second": rules,
         "noop_executions_per_second": execs,
         "chain_transition_overhead_ms": chain,
+        "pipeline": pipeline,
+        "process": process,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
     if cli.output != Format::Table {

@@ -131,6 +131,10 @@ pub async fn evaluate(engine: &Arc<Engine>, metrics: &Metrics, id: &str) -> Resu
     for rule in content.rule_index.for_trigger(&t.trigger) {
         let outcome = match rule.matches(&mut ctx) {
             Ok(false) => continue,
+            Ok(true) if engine.store().execution_for(&t.id, &rule.reference)?.is_some() => {
+                // Requested before a crash; the execution itself is recovered on its own.
+                continue;
+            }
             Ok(true) => match rule.render_parameters(&mut ctx) {
                 Ok(parameters) => {
                     let req = Request {

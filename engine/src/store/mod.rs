@@ -6,7 +6,8 @@
 //!   single atomic `apply_batch` on one tree (cheaper than a multi-tree transaction):
 //!   `e:<id>` record · `s:<status>:<id>` status index · `a:<action>\0<id>` action index ·
 //!   `p:<id>` parameters with secrets (encrypted) · `w:<id>` workflow state ·
-//!   `o:<id>:<seq>` output chunks.
+//!   `o:<id>:<seq>` output chunks · `t:<trigger instance>\0<rule>` the execution a rule
+//!   requested for a trigger.
 //!   Ids are ULIDs, so key order is creation order.
 //! - trees `triggers`, `enforcements`, `audit` (ULID keys), `sensors` (checkpoints).
 //! - tree `meta`: `schema_version`.
@@ -94,6 +95,9 @@ impl Batch {
             }
         } else {
             self.batch.insert(action_key(&e.action, &e.id), &[][..]);
+            if let (Some(t), Some(r), None) = (&e.trigger_instance, &e.rule, &e.parent) {
+                self.batch.insert(trigger_rule_key(t, r), e.id.as_bytes());
+            }
         }
         self.batch.insert(status_key(e.status, &e.id), &[][..]);
         self.batch.insert(
@@ -109,6 +113,10 @@ impl Batch {
 
 fn status_key(s: Status, id: &str) -> Vec<u8> {
     format!("s:{}:{id}", s.as_str()).into_bytes()
+}
+
+fn trigger_rule_key(trigger_instance: &str, rule: &str) -> Vec<u8> {
+    format!("t:{trigger_instance}\0{rule}").into_bytes()
 }
 
 fn action_key(action: &str, id: &str) -> Vec<u8> {
@@ -251,6 +259,15 @@ impl Store {
             )),
             None => Ok(None),
         }
+    }
+
+    /// The execution a rule already requested for a trigger instance (so that evaluating a
+    /// trigger again after a crash does not run its actions twice).
+    pub fn execution_for(&self, trigger_instance: &str, rule: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .exec
+            .get(trigger_rule_key(trigger_instance, rule))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// Executions matching `filter`, newest first.
