@@ -8,15 +8,6 @@ use crate::runners::{Registry, ACTION_CHAIN};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Built-in sensor types (PRODUCT §3) and the trigger type each emits by default.
-pub const SENSOR_TYPES: &[(&str, &str)] = &[
-    ("cron", "core.cron"),
-    ("interval", "core.interval"),
-    ("webhook", "core.webhook"),
-    ("kubernetes.watch", "kubernetes.resource"),
-    ("aws.rds.poll", "aws.rds.instance_status_changed"),
-];
-
 pub(super) fn cross_check(l: &mut Loader, runners: &Registry) {
     for (reference, action) in &l.actions {
         let Some(sf) = l.sources.get(reference) else {
@@ -147,19 +138,13 @@ pub(super) fn rule_action(
     }
 }
 
+/// Check a sensor instance against its type in the sensor [`crate::sensors::Registry`]:
+/// an unknown `type` lists the available ones; `config` problems are reported on
+/// `config.<field>`.
 pub(super) fn sensor(diags: &mut Vec<Diagnostic>, sf: &SourceFile, spec: &SensorSpec) {
-    if !SENSOR_TYPES.iter().any(|(t, _)| *t == spec.kind) {
-        let known: Vec<&str> = SENSOR_TYPES.iter().map(|(t, _)| *t).collect();
-        diags.push(sf.diag(
-            "type",
-            format!(
-                "unknown sensor type `{}`; built-in types: {}",
-                spec.kind,
-                known.join(", ")
-            ),
-        ));
-    }
-    if !(spec.config.is_object() || spec.config.is_null()) {
-        diags.push(sf.diag("config", "config must be a map of settings"));
+    static SENSORS: std::sync::OnceLock<crate::sensors::Registry> = std::sync::OnceLock::new();
+    let registry = SENSORS.get_or_init(crate::sensors::Registry::builtin);
+    for (field, msg) in registry.validate(spec) {
+        diags.push(sf.diag(&field, msg));
     }
 }

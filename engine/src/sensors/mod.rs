@@ -1,0 +1,272 @@
+//! Sensors: long-running watchers that emit triggers (PRODUCT §3 "Sensor instance").
+//! One module per sensor type, all behind the [`Sensor`] trait, registered by type name in
+//! [`Registry`]; a sensor instance's `type:` picks one. [`SensorContext`] gives a sensor
+//! what it needs: its config, a way to emit, a persisted checkpoint and a shutdown signal.
+
+pub mod cron;
+pub mod interval;
+mod supervisor;
+pub mod webhook;
+
+pub use supervisor::{SensorManager, SensorState, SensorStatus, SupervisorOptions};
+
+use crate::model::{Json, SensorSpec};
+use crate::store::Store;
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Accepts triggers from sensors (the trigger bus implements it).
+#[async_trait]
+pub trait Emitter: Send + Sync {
+    /// Persist and enqueue one trigger instance; returns its id. An error means it was
+    /// not accepted (for example the queue is full) and the sensor may retry.
+    async fn emit(&self, trigger_type: &str, payload: Json, source: &str)
+        -> Result<String, String>;
+}
+
+/// Why a sensor stopped.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct SensorError(pub String);
+
+/// What a running sensor gets.
+#[derive(Clone)]
+pub struct SensorContext {
+    /// Sensor reference, `pack.name` (also the checkpoint key and the trigger source).
+    pub name: String,
+    /// Trigger type it emits.
+    pub trigger: String,
+    /// Its `config:` block.
+    pub config: Json,
+    /// Fired when the sensor must stop (shutdown, reload, sensor removed).
+    pub shutdown: CancellationToken,
+    /// Where triggers go.
+    pub emitter: Arc<dyn Emitter>,
+    /// The store, for checkpoints.
+    pub store: Arc<Store>,
+}
+
+impl SensorContext {
+    /// Emit one trigger of this sensor's trigger type.
+    pub async fn emit(&self, payload: Json) -> Result<String, String> {
+        self.emitter.emit(&self.trigger, payload, &self.name).await
+    }
+
+    /// The checkpoint saved by an earlier run of this sensor.
+    pub fn checkpoint(&self) -> Option<Json> {
+        self.store.sensor_checkpoint(&self.name).ok().flatten()
+    }
+
+    /// Save the checkpoint durably.
+    pub async fn save_checkpoint(&self, value: &Json) -> Result<(), SensorError> {
+        self.store
+            .put_sensor_checkpoint(&self.name, value)
+            .await
+            .map_err(|e| SensorError(format!("saving checkpoint: {e}")))
+    }
+}
+
+/// A type of sensor.
+#[async_trait]
+pub trait Sensor: Send + Sync {
+    /// The `type:` name (`cron`, `interval`, `webhook`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// The trigger type emitted when the instance names none.
+    fn default_trigger(&self) -> &'static str;
+
+    /// Problems with an instance's `config:`, as `(field path under config, message)`.
+    fn validate(&self, config: &Json) -> Vec<(String, String)>;
+
+    /// Run until `ctx.shutdown` fires (then return `Ok`). An `Err` makes the supervisor
+    /// restart the sensor with backoff and show the error in `squall sensor list`.
+    async fn run(&self, ctx: SensorContext) -> Result<(), SensorError>;
+}
+
+/// The sensor types this build knows, by `type:` name.
+#[derive(Clone)]
+pub struct Registry {
+    types: BTreeMap<&'static str, Arc<dyn Sensor>>,
+}
+
+impl Registry {
+    /// The built-in types: `cron`, `interval` and `webhook`.
+    pub fn builtin() -> Self {
+        let mut r = Registry::empty();
+        r.add(Arc::new(cron::CronSensor));
+        r.add(Arc::new(interval::IntervalSensor));
+        r.add(Arc::new(webhook::WebhookSensor));
+        r
+    }
+
+    /// A registry with no types (tests, or a build that adds its own).
+    pub fn empty() -> Self {
+        Registry {
+            types: BTreeMap::new(),
+        }
+    }
+
+    /// Register a sensor type under its `kind()` (replacing one of the same name).
+    pub fn add(&mut self, sensor: Arc<dyn Sensor>) {
+        self.types.insert(sensor.kind(), sensor);
+    }
+
+    /// The sensor type called `kind`.
+    pub fn get(&self, kind: &str) -> Option<Arc<dyn Sensor>> {
+        self.types.get(kind).cloned()
+    }
+
+    /// Names of all registered types, sorted.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.types.keys().copied().collect()
+    }
+
+    /// The trigger type an instance emits: its `trigger:`, else its type's default
+    /// (`None` when neither is known).
+    pub fn trigger_of(&self, spec: &SensorSpec) -> Option<String> {
+        spec.trigger.clone().or_else(|| {
+            self.get(&spec.kind)
+                .map(|s| s.default_trigger().to_string())
+        })
+    }
+
+    /// Problems with an instance: an unknown `type` (listing the available ones) or the
+    /// type's own checks of `config`, as `(field path, message)` with config fields
+    /// prefixed `config.`.
+    pub fn validate(&self, spec: &SensorSpec) -> Vec<(String, String)> {
+        let Some(sensor) = self.get(&spec.kind) else {
+            return vec![(
+                "type".to_string(),
+                format!(
+                    "unknown sensor type `{}`; available types: {}",
+                    spec.kind,
+                    self.kinds().join(", ")
+                ),
+            )];
+        };
+        if !(spec.config.is_object() || spec.config.is_null()) {
+            return vec![(
+                "config".to_string(),
+                "config must be a map of settings".into(),
+            )];
+        }
+        sensor
+            .validate(&spec.config)
+            .into_iter()
+            .map(|(field, msg)| {
+                let path = if field.is_empty() {
+                    "config".to_string()
+                } else {
+                    format!("config.{field}")
+                };
+                (path, msg)
+            })
+            .collect()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::builtin()
+    }
+}
+
+/// Emit through `ctx`, retrying a refused trigger (full queue) with backoff for up to
+/// about 15 s. `Ok(None)` when shutdown came first; `Err` when it was never accepted.
+pub async fn emit_with_retry(
+    ctx: &SensorContext,
+    payload: Json,
+) -> Result<Option<String>, SensorError> {
+    emit_retrying(ctx, payload, Duration::from_millis(250)).await
+}
+
+async fn emit_retrying(
+    ctx: &SensorContext,
+    payload: Json,
+    mut delay: Duration,
+) -> Result<Option<String>, SensorError> {
+    let mut last = String::new();
+    for _ in 0..6 {
+        match ctx.emit(payload.clone()).await {
+            Ok(id) => return Ok(Some(id)),
+            Err(e) => last = e,
+        }
+        tracing::warn!(sensor = %ctx.name, error = %last, "trigger refused; retrying");
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    Err(SensorError(format!(
+        "emitting trigger `{}`: {last}",
+        ctx.trigger
+    )))
+}
+
+/// Sleep until the wall-clock time `at`, in slices of at most 30 s so that a clock jump
+/// or a suspended machine is noticed. Returns `false` when `shutdown` fired first.
+pub async fn sleep_until(at: DateTime<Utc>, shutdown: &CancellationToken) -> bool {
+    loop {
+        if shutdown.is_cancelled() {
+            return false;
+        }
+        let left = at - Utc::now();
+        let Ok(left) = left.to_std() else {
+            return true; // `at` is now or in the past
+        };
+        if left.is_zero() {
+            return true;
+        }
+        let slice = left.min(Duration::from_secs(30));
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(slice) => {}
+        }
+    }
+}
+
+/// The payload of the timer sensors (`cron`, `interval`): `{scheduled_at, fired_at,
+/// sensor}`, times in RFC 3339 with the offset of `tz`.
+pub fn timer_payload<Tz: TimeZone>(
+    scheduled_at: DateTime<Utc>,
+    fired_at: DateTime<Utc>,
+    sensor: &str,
+    tz: &Tz,
+) -> Json
+where
+    Tz::Offset: std::fmt::Display,
+{
+    serde_json::json!({
+        "scheduled_at": scheduled_at.with_timezone(tz).to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        "fired_at": fired_at.with_timezone(tz).to_rfc3339_opts(SecondsFormat::Millis, true),
+        "sensor": sensor,
+    })
+}
+
+/// The `last_scheduled_at` time kept in a timer sensor's checkpoint.
+fn checkpoint_time(ctx: &SensorContext) -> Option<DateTime<Utc>> {
+    let cp = ctx.checkpoint()?;
+    let s = cp.get("last_scheduled_at")?.as_str()?;
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Save `scheduled_at` as a timer sensor's checkpoint.
+async fn save_checkpoint_time(
+    ctx: &SensorContext,
+    scheduled_at: DateTime<Utc>,
+) -> Result<(), SensorError> {
+    let v = serde_json::json!({
+        "last_scheduled_at": scheduled_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    });
+    ctx.save_checkpoint(&v).await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,221 @@
+//! Tests of the sensor helpers, checkpoints and the timer sensors' run loops, plus
+//! helpers shared with the supervisor tests.
+
+use super::*;
+use crate::content::Sensor as SensorInstance;
+use serde_json::json;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// An emitter that records what it accepts, or refuses everything when `refuse` is set.
+#[derive(Default)]
+pub(crate) struct Recorder {
+    pub seen: Mutex<Vec<(String, Json, String)>>,
+    pub refuse: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Emitter for Recorder {
+    async fn emit(
+        &self,
+        trigger_type: &str,
+        payload: Json,
+        source: &str,
+    ) -> Result<String, String> {
+        if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("queue full".into());
+        }
+        let mut seen = self.seen.lock().unwrap();
+        seen.push((trigger_type.into(), payload, source.into()));
+        Ok(format!("t{}", seen.len()))
+    }
+}
+
+impl Recorder {
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+/// A store in a fresh temporary directory (kept alive by the returned guard).
+pub(crate) fn store() -> (tempfile::TempDir, Arc<Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("data"), None).unwrap();
+    (dir, Arc::new(store))
+}
+
+/// A sensor instance `site.<name>`.
+pub(crate) fn instance(name: &str, kind: &str, config: Json, enabled: bool) -> Arc<SensorInstance> {
+    Arc::new(SensorInstance {
+        reference: format!("site.{name}"),
+        pack: "site".into(),
+        spec: SensorSpec {
+            name: name.into(),
+            pack: None,
+            description: None,
+            kind: kind.into(),
+            trigger: None,
+            enabled,
+            config,
+        },
+        file: format!("sensors/{name}.yaml").into(),
+    })
+}
+
+/// Poll `cond` every 5 ms; panic after 10 s (an anti-hang bound, not a timing check).
+pub(crate) async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn ctx(name: &str, config: Json, emitter: Arc<dyn Emitter>, store: Arc<Store>) -> SensorContext {
+    SensorContext {
+        name: format!("site.{name}"),
+        trigger: "core.test".into(),
+        config,
+        shutdown: CancellationToken::new(),
+        emitter,
+        store,
+    }
+}
+
+#[tokio::test]
+async fn checkpoint_round_trip_through_the_store() {
+    let (dir, store) = store();
+    let rec = Arc::new(Recorder::default());
+    let c = ctx("cp", json!({}), rec.clone(), store.clone());
+    assert_eq!(c.checkpoint(), None);
+    c.save_checkpoint(&json!({"resource_version": "42"}))
+        .await
+        .unwrap();
+    assert_eq!(c.checkpoint(), Some(json!({"resource_version": "42"})));
+    let t = Utc::now();
+    save_checkpoint_time(&c, t).await.unwrap();
+    assert_eq!(
+        checkpoint_time(&c).map(|x| x.timestamp_micros()),
+        Some(t.timestamp_micros())
+    );
+    // survives reopening the store
+    drop(c);
+    drop(store);
+    let store = Arc::new(Store::open(&dir.path().join("data"), None).unwrap());
+    let c = ctx("cp", json!({}), rec, store);
+    assert_eq!(
+        checkpoint_time(&c).map(|x| x.timestamp_micros()),
+        Some(t.timestamp_micros())
+    );
+}
+
+#[test]
+fn registry_validates_types_and_prefixes_config_fields() {
+    let r = Registry::builtin();
+    assert_eq!(r.kinds(), ["cron", "interval", "webhook"]);
+    let spec = |kind: &str, config: Json| instance("x", kind, config, true).spec.clone();
+    let errs = r.validate(&spec("kubernetes.watch", json!({})));
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].0, "type");
+    assert!(
+        errs[0].1.contains("cron, interval, webhook"),
+        "{}",
+        errs[0].1
+    );
+    let errs = r.validate(&spec("cron", json!({"schedule": "bad"})));
+    assert_eq!(errs[0].0, "config.schedule");
+    assert_eq!(r.validate(&spec("cron", json!([1])))[0].0, "config");
+    assert!(r
+        .validate(&spec("interval", json!({"every": "1m"})))
+        .is_empty());
+    assert_eq!(
+        r.trigger_of(&spec("webhook", json!({}))).as_deref(),
+        Some("core.webhook")
+    );
+    assert_eq!(r.trigger_of(&spec("nope", json!({}))), None);
+}
+
+#[tokio::test]
+async fn interval_ticks_emit_and_checkpoint() {
+    let (_dir, store) = store();
+    let rec = Arc::new(Recorder::default());
+    let c = ctx("tick", json!({}), rec.clone(), store);
+    let run = {
+        let c = c.clone();
+        tokio::spawn(async move { interval::run_every(&c, Duration::from_millis(20)).await })
+    };
+    wait_for("3 ticks", || rec.count() >= 3).await;
+    c.shutdown.cancel();
+    run.await.unwrap().unwrap();
+    let seen = rec.seen.lock().unwrap().clone();
+    let (trigger, p, source) = &seen[0];
+    assert_eq!(
+        (trigger.as_str(), source.as_str()),
+        ("core.test", "site.tick")
+    );
+    assert_eq!(p["sensor"], "site.tick");
+    for key in ["scheduled_at", "fired_at"] {
+        let s = p[key].as_str().unwrap();
+        assert!(DateTime::parse_from_rfc3339(s).is_ok(), "{key}: {s}");
+    }
+    let slots: Vec<&str> = seen
+        .iter()
+        .map(|(_, p, _)| p["scheduled_at"].as_str().unwrap())
+        .collect();
+    let mut unique = slots.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), slots.len(), "{slots:?}");
+    let cp = checkpoint_time(&c).unwrap();
+    assert!(seen.iter().any(|(_, p, _)| {
+        DateTime::parse_from_rfc3339(p["scheduled_at"].as_str().unwrap()).unwrap() == cp
+    }));
+}
+
+#[tokio::test]
+async fn cron_every_second_emits_and_checkpoints() {
+    let (_dir, store) = store();
+    let rec = Arc::new(Recorder::default());
+    let c = ctx(
+        "every_second",
+        json!({"schedule": "* * * * * *"}),
+        rec.clone(),
+        store,
+    );
+    let run = {
+        let c = c.clone();
+        tokio::spawn(async move { cron::CronSensor.run(c).await })
+    };
+    wait_for("2 cron slots", || rec.count() >= 2).await;
+    c.shutdown.cancel();
+    run.await.unwrap().unwrap();
+    let seen = rec.seen.lock().unwrap().clone();
+    let slot = |i: usize| {
+        DateTime::parse_from_rfc3339(seen[i].1["scheduled_at"].as_str().unwrap()).unwrap()
+    };
+    assert!(slot(1) > slot(0));
+    assert_eq!(slot(0).timestamp_subsec_nanos(), 0);
+    assert!(checkpoint_time(&c).unwrap() >= slot(1));
+}
+
+#[tokio::test]
+async fn refused_emits_are_retried_then_fail() {
+    let (_dir, store) = store();
+    let rec = Arc::new(Recorder::default());
+    rec.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    let c = ctx("r", json!({}), rec.clone(), store);
+    let err = emit_retrying(&c, json!({}), Duration::from_millis(1))
+        .await
+        .unwrap_err();
+    assert!(err.0.contains("queue full"), "{err}");
+    // shutdown while retrying is not an error
+    c.shutdown.cancel();
+    assert_eq!(emit_with_retry(&c, json!({})).await.unwrap(), None);
+    rec.refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        emit_with_retry(&c, json!({})).await.unwrap().as_deref(),
+        Some("t1")
+    );
+}

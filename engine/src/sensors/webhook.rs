@@ -1,0 +1,318 @@
+//! The `webhook` sensor: emits `core.webhook` for each `POST /api/v1/webhooks/{path}`.
+//!
+//! ```yaml
+//! name: alerts
+//! type: webhook
+//! config:
+//!   path: alerts                  # letters, digits, `_`, `-`, `/`; leading/trailing `/` dropped
+//!   secret: ${env:ALERTS_SECRET}  # optional
+//! ```
+//!
+//! The sensor task itself only waits for shutdown; the HTTP API receives the requests
+//! and uses the helpers here: [`find`] the enabled sensor for a path, check
+//! [`verify_signature`] when it has a [`secret`], and build the [`payload`]
+//! `{headers, body, path}` (the body parsed as JSON when it is JSON, else a string).
+//!
+//! The signature is the HMAC-SHA256 of the raw request body keyed with the secret, hex
+//! encoded, in the header `X-Squall-Signature: sha256=<hex>` (bare `<hex>` is accepted).
+
+use super::{Sensor, SensorContext, SensorError};
+use crate::content::{Content, Sensor as SensorInstance};
+use crate::model::Json;
+use async_trait::async_trait;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The `webhook` sensor type.
+pub struct WebhookSensor;
+
+/// The sensor type name.
+pub const KIND: &str = "webhook";
+
+/// The header carrying the signature.
+pub const SIGNATURE_HEADER: &str = "X-Squall-Signature";
+
+/// A path in canonical form: trimmed, without leading or trailing `/`; made of
+/// `[A-Za-z0-9_-]` segments separated by single `/`.
+pub fn normalize_path(path: &str) -> Result<String, String> {
+    let p = path.trim().trim_matches('/');
+    if p.is_empty() {
+        return Err("path must not be empty".into());
+    }
+    if let Some(c) = p
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/')))
+    {
+        return Err(format!(
+            "path `{path}` contains `{c}`; use letters, digits, `_`, `-` and `/`"
+        ));
+    }
+    if p.contains("//") {
+        return Err(format!("path `{path}` has an empty segment (`//`)"));
+    }
+    Ok(p.to_string())
+}
+
+/// The normalised `path` of a webhook sensor instance, if valid.
+fn path_of(sensor: &SensorInstance) -> Option<String> {
+    if sensor.spec.kind != KIND {
+        return None;
+    }
+    normalize_path(sensor.spec.config.get("path")?.as_str()?).ok()
+}
+
+/// The enabled webhook sensor serving `path` (leading/trailing `/` ignored).
+pub fn find<'a>(content: &'a Content, path: &str) -> Option<&'a Arc<SensorInstance>> {
+    let wanted = normalize_path(path).ok()?;
+    content
+        .sensors
+        .values()
+        .find(|s| s.spec.enabled && path_of(s).as_deref() == Some(wanted.as_str()))
+}
+
+/// The sensor's `secret`, when it has a non-empty one.
+pub fn secret(sensor: &SensorInstance) -> Option<String> {
+    match sensor.spec.config.get("secret")? {
+        Json::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Whether `header` (the `X-Squall-Signature` value, `sha256=<hex>` or `<hex>`) is the
+/// HMAC-SHA256 of `body` under `secret`. Compared in constant time; a missing or
+/// malformed header is `false`.
+pub fn verify_signature(secret: &str, body: &[u8], header: Option<&str>) -> bool {
+    let Some(value) = header.map(str::trim) else {
+        return false;
+    };
+    let hex_part = match value.split_once('=') {
+        Some((scheme, rest)) if scheme.trim().eq_ignore_ascii_case("sha256") => rest.trim(),
+        Some(_) => return false,
+        None => value,
+    };
+    let Ok(given) = hex::decode(hex_part) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&given).is_ok()
+}
+
+/// `sha256=<hex>` signature of `body` under `secret` (for clients and tests).
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(mut mac) => {
+            mac.update(body);
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// The trigger payload `{headers, body, path}`: `body` parsed as JSON when it is valid
+/// JSON, else the body as a (lossily decoded) string; `path` normalised when valid.
+pub fn payload(path: &str, headers: &Json, body: &[u8]) -> Json {
+    let body = serde_json::from_slice::<Json>(body)
+        .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(body).into_owned()));
+    let path = normalize_path(path).unwrap_or_else(|_| path.trim().to_string());
+    serde_json::json!({"headers": headers, "body": body, "path": path})
+}
+
+/// Paths served by more than one webhook sensor: `(path, sensor references)`, for
+/// content validation (a path must name one sensor).
+pub fn duplicate_paths(
+    sensors: &BTreeMap<String, Arc<SensorInstance>>,
+) -> Vec<(String, Vec<String>)> {
+    let mut by_path: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in sensors.values().filter(|s| s.spec.enabled) {
+        if let Some(p) = path_of(s) {
+            by_path.entry(p).or_default().push(s.reference.clone());
+        }
+    }
+    by_path
+        .into_iter()
+        .filter(|(_, refs)| refs.len() > 1)
+        .collect()
+}
+
+#[async_trait]
+impl Sensor for WebhookSensor {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn default_trigger(&self) -> &'static str {
+        "core.webhook"
+    }
+
+    fn validate(&self, config: &Json) -> Vec<(String, String)> {
+        let mut errs = Vec::new();
+        let err = |f: &str, m: String| (f.to_string(), m);
+        match config.get("path") {
+            None | Some(Json::Null) => {
+                errs.push(err("path", "missing `path` (e.g. alerts)".into()))
+            }
+            Some(Json::String(p)) => {
+                if let Err(e) = normalize_path(p) {
+                    errs.push(err("path", e));
+                }
+            }
+            Some(_) => errs.push(err("path", "path must be a string".into())),
+        }
+        match config.get("secret") {
+            None | Some(Json::Null) => {}
+            Some(Json::String(s)) if !s.is_empty() => {}
+            Some(Json::String(_)) => errs.push(err(
+                "secret",
+                "secret is empty (is its environment variable set?)".into(),
+            )),
+            Some(_) => errs.push(err("secret", "secret must be a string".into())),
+        }
+        if let Some(map) = config.as_object() {
+            for key in map.keys().filter(|k| *k != "path" && *k != "secret") {
+                errs.push(err(
+                    key,
+                    format!("unknown setting `{key}`; webhook takes `path` and `secret`"),
+                ));
+            }
+        }
+        errs
+    }
+
+    async fn run(&self, ctx: SensorContext) -> Result<(), SensorError> {
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn signatures() {
+        let body = br#"{"severity":"critical"}"#;
+        let good = sign("s3cret", body);
+        assert!(good.starts_with("sha256="));
+        assert!(verify_signature("s3cret", body, Some(&good)));
+        assert!(verify_signature("s3cret", body, Some(&good[7..])));
+        assert!(verify_signature(
+            "s3cret",
+            body,
+            Some(&good.to_uppercase().replace("SHA256=", "sha256="))
+        ));
+        assert!(!verify_signature("other", body, Some(&good)));
+        assert!(!verify_signature("s3cret", b"{}", Some(&good)));
+        assert!(!verify_signature("s3cret", body, None));
+        assert!(!verify_signature("s3cret", body, Some("")));
+        assert!(!verify_signature("s3cret", body, Some("sha256=zz")));
+        assert!(!verify_signature(
+            "s3cret",
+            body,
+            Some(&good.replace("sha256", "sha1"))
+        ));
+        assert!(!verify_signature("s3cret", body, Some(&good[..20])));
+    }
+
+    #[test]
+    fn payload_parses_json_bodies() {
+        let h = json!({"content-type": "application/json"});
+        let p = payload("/alerts/", &h, br#"{"hosts":["a"]}"#);
+        assert_eq!(
+            p,
+            json!({"headers": h, "body": {"hosts": ["a"]}, "path": "alerts"})
+        );
+        let p = payload("alerts", &json!({}), b"plain text");
+        assert_eq!(p["body"], "plain text");
+        let p = payload("alerts", &json!({}), b"");
+        assert_eq!(p["body"], "");
+        let p = payload("alerts", &json!({}), &[0xff, 0xfe]);
+        assert!(p["body"].is_string());
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(normalize_path("/alerts/").unwrap(), "alerts");
+        assert_eq!(
+            normalize_path("ops/k8s-events_1").unwrap(),
+            "ops/k8s-events_1"
+        );
+        for bad in ["", "/", "a b", "a//b", "../x", "a?b", "é"] {
+            assert!(normalize_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn validate_names_fields() {
+        let fields = |c: Json| -> Vec<String> {
+            WebhookSensor
+                .validate(&c)
+                .into_iter()
+                .map(|(f, _)| f)
+                .collect()
+        };
+        assert!(fields(json!({"path": "alerts", "secret": "x"})).is_empty());
+        assert_eq!(fields(json!({})), ["path"]);
+        assert_eq!(fields(json!({"path": "a b"})), ["path"]);
+        assert_eq!(fields(json!({"path": "a", "secret": ""})), ["secret"]);
+        assert_eq!(fields(json!({"path": "a", "secret": 3})), ["secret"]);
+        assert_eq!(fields(json!({"path": "a", "every": "1m"})), ["every"]);
+    }
+
+    fn write(dir: &std::path::Path, name: &str, yaml: &str) {
+        std::fs::create_dir_all(dir.join("sensors")).unwrap();
+        std::fs::write(dir.join("sensors").join(name), yaml).unwrap();
+    }
+
+    #[test]
+    fn find_and_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.yaml",
+            "name: a\ntype: webhook\nconfig: {path: /alerts, secret: k}\n",
+        );
+        write(
+            dir.path(),
+            "b.yaml",
+            "name: b\ntype: webhook\nconfig: {path: ops/x}\n",
+        );
+        write(
+            dir.path(),
+            "c.yaml",
+            "name: c\ntype: webhook\nenabled: false\nconfig: {path: off}\n",
+        );
+        write(
+            dir.path(),
+            "d.yaml",
+            "name: d\ntype: interval\nconfig: {every: 1m}\n",
+        );
+        let content = crate::content::load(dir.path()).expect("valid content");
+        let a = find(&content, "alerts").unwrap();
+        assert_eq!(a.reference, "site.a");
+        assert_eq!(secret(a).as_deref(), Some("k"));
+        assert_eq!(find(&content, "/ops/x/").unwrap().reference, "site.b");
+        assert!(secret(find(&content, "ops/x").unwrap()).is_none());
+        assert!(find(&content, "off").is_none());
+        assert!(find(&content, "nope").is_none());
+        assert!(find(&content, "a b").is_none());
+        assert!(duplicate_paths(&content.sensors).is_empty());
+
+        let mut sensors = content.sensors.clone();
+        let mut dup = (**a).clone();
+        dup.reference = "site.a2".into();
+        sensors.insert(dup.reference.clone(), Arc::new(dup));
+        assert_eq!(
+            duplicate_paths(&sensors),
+            [(
+                "alerts".to_string(),
+                vec!["site.a".to_string(), "site.a2".to_string()]
+            )]
+        );
+    }
+}
