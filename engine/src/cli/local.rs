@@ -1,7 +1,9 @@
 //! Commands that work directly on the content root and the local data dir.
 
-use super::output::{self, structured, table, Format};
-use super::{ActionCmd, Cli, Command, ExecutionCmd, ExitCode, RuleCmd, RunArgs};
+use super::output::{self, structured, Format};
+use super::{
+    ActionCmd, Cli, Command, ExecutionCmd, ExitCode, RuleCmd, RunArgs, SensorCmd, TriggerCmd,
+};
 use crate::content::{self, Content};
 use crate::executions::{Engine, Request};
 use crate::model::{Json, Status};
@@ -11,9 +13,12 @@ use serde_json::json;
 use std::io::Read;
 use std::sync::Arc;
 
-/// Run one parsed command.
+/// Run one parsed command (through the server when `--server` is set, see
+/// [`super::remote`]).
 pub async fn dispatch(cli: Cli) -> ExitCode {
-    let format = cli.output;
+    if let Some(code) = super::remote::dispatch(&cli).await {
+        return code;
+    }
     let result = match &cli.command {
         Command::Validate => return validate(&cli),
         Command::Pack(cmd) => return super::pack::run(&cli, cmd),
@@ -23,7 +28,16 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
         Command::Execution(cmd) => execution(&cli, cmd).await,
         Command::Bench(args) => crate::bench::run(&cli, args).await,
         Command::Serve(args) => super::serve::run(&cli, args).await,
+        Command::Trigger(cmd) => trigger(&cli, cmd),
+        Command::Sensor(SensorCmd::List) => sensors(&cli),
+        Command::Reload => Err(needs_server("reload")),
     };
+    finish(cli.output, result)
+}
+
+/// The exit status of a command's result, printing the error (also as `{"error": ...}` on
+/// stdout with `-o json`).
+pub fn finish(format: Format, result: CmdResult) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(Failure::Usage(msg)) => {
@@ -55,6 +69,13 @@ impl<E: std::fmt::Display> From<E> for Failure {
 }
 
 type CmdResult = Result<ExitCode, Failure>;
+
+/// The usage error of a command that only a running server can do.
+fn needs_server(what: &str) -> Failure {
+    Failure::Usage(format!(
+        "{what} needs a running server: pass --server URL (or set SQUALL_SERVER)"
+    ))
+}
 
 /// Load the content root; print the problems when it is invalid.
 pub fn load(cli: &Cli) -> Result<Arc<Content>, Failure> {
@@ -121,6 +142,9 @@ fn validate(cli: &Cli) -> ExitCode {
 }
 
 async fn run(cli: &Cli, args: &RunArgs) -> CmdResult {
+    if args.detach {
+        return Err(needs_server("run --async"));
+    }
     let content = load(cli)?;
     let action = content.action(&args.action).map_err(Failure::Usage)?;
     let mut params = match &args.json {
@@ -180,70 +204,12 @@ fn action(cli: &Cli, cmd: &ActionCmd) -> CmdResult {
     let content = load(cli)?;
     match cmd {
         ActionCmd::List { pack } => {
-            let list: Vec<Json> = content
-                .actions
-                .values()
-                .filter(|a| pack.as_deref().is_none_or(|p| a.pack == p))
-                .map(|a| json!({"ref": a.reference, "runner": a.meta.runner, "description": a.meta.description}))
-                .collect();
-            if structured(cli.output, &list).is_none() {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|a| {
-                        vec![
-                            a["ref"].as_str().unwrap_or("").to_string(),
-                            a["runner"].as_str().unwrap_or("").to_string(),
-                            a["description"].as_str().unwrap_or("").to_string(),
-                        ]
-                    })
-                    .collect();
-                table(&["REF", "RUNNER", "DESCRIPTION"], &rows);
-            }
+            let list = crate::views::actions(&content, pack.as_deref());
+            output::actions(cli.output, &Json::Array(list));
         }
         ActionCmd::Get { reference } => {
             let a = content.action(reference).map_err(Failure::Failed)?;
-            let doc = json!({
-                "ref": a.reference,
-                "pack": a.pack,
-                "file": a.file,
-                "metadata": a.meta,
-            });
-            if structured(cli.output, &doc).is_none() {
-                println!("ref:         {}", a.reference);
-                println!("runner:      {}", a.meta.runner);
-                println!("file:        {}", a.file.display());
-                if let Some(d) = &a.meta.description {
-                    println!("description: {d}");
-                }
-                let rows: Vec<Vec<String>> = a
-                    .meta
-                    .parameters
-                    .iter()
-                    .map(|(n, s)| {
-                        let mut flags = Vec::new();
-                        if s.required {
-                            flags.push("required");
-                        }
-                        if s.secret {
-                            flags.push("secret");
-                        }
-                        vec![
-                            n.clone(),
-                            s.kind.map(|k| k.as_str()).unwrap_or("any").to_string(),
-                            s.default
-                                .as_ref()
-                                .map(|d| d.to_string())
-                                .unwrap_or_default(),
-                            flags.join(","),
-                            s.description.clone().unwrap_or_default(),
-                        ]
-                    })
-                    .collect();
-                if !rows.is_empty() {
-                    println!("parameters:");
-                    table(&["NAME", "TYPE", "DEFAULT", "FLAGS", "DESCRIPTION"], &rows);
-                }
-            }
+            output::action(cli.output, &crate::views::action_doc(&a));
         }
     }
     Ok(0)
@@ -349,89 +315,72 @@ fn rule(cli: &Cli, cmd: &RuleCmd) -> CmdResult {
     let content = load(cli)?;
     match cmd {
         RuleCmd::List => {
-            let list: Vec<Json> = content
-                .rules
-                .values()
-                .map(|r| json!({"ref": r.reference, "trigger": r.spec.trigger, "action": r.spec.action.action, "enabled": r.spec.enabled}))
-                .collect();
-            if structured(cli.output, &list).is_none() {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|r| {
-                        ["ref", "trigger", "action", "enabled"]
-                            .iter()
-                            .map(|k| match &r[*k] {
-                                Json::String(s) => s.clone(),
-                                v => v.to_string(),
-                            })
-                            .collect()
-                    })
-                    .collect();
-                table(&["REF", "TRIGGER", "ACTION", "ENABLED"], &rows);
-            }
+            output::rules(cli.output, &Json::Array(crate::views::rules(&content)));
             Ok(0)
         }
         RuleCmd::Get { reference } => {
             let r = content.rule(reference).map_err(Failure::Failed)?;
-            let doc = json!({"ref": r.reference, "file": r.file, "rule": r.spec});
-            if structured(cli.output, &doc).is_none() {
-                print!("{}", serde_yaml::to_string(&doc).unwrap_or_default());
-            }
+            output::rule(cli.output, &crate::views::rule_doc(&r));
             Ok(0)
         }
         RuleCmd::Test { reference, trigger } => {
             let r = content.rule(reference).map_err(Failure::Usage)?;
-            let text = if trigger == "-" {
-                let mut s = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut s)
-                    .map_err(|e| Failure::Usage(format!("reading stdin: {e}")))?;
-                s
-            } else {
-                std::fs::read_to_string(trigger)
-                    .map_err(|e| Failure::Usage(format!("cannot read {trigger}: {e}")))?
-            };
-            let payload: Json = serde_json::from_str(&text)
-                .map_err(|e| Failure::Usage(format!("{trigger}: not valid JSON: {e}")))?;
-            let event = json!({
-                "id": "test",
-                "type": r.spec.trigger,
-                "source": "squall rule test",
-                "occurred_at": crate::model::now_rfc3339(),
-            });
-            let report = r.test(&payload, &event);
-            if structured(cli.output, &report).is_none() {
-                println!(
-                    "rule {}: {}",
-                    r.reference,
-                    if report.matched {
-                        "MATCHED"
-                    } else {
-                        "not matched"
-                    }
-                );
-                for c in &report.conditions {
-                    let outcome = match (c.result, &c.error) {
-                        (Some(true), _) => "true".to_string(),
-                        (Some(false), _) => "false".to_string(),
-                        (None, Some(e)) => format!("error: {e}"),
-                        (None, None) => "error".to_string(),
-                    };
-                    println!("  {:<6} {}", outcome, c.condition);
-                }
-                if let Some(p) = &report.parameters {
-                    println!("action {} would run with:", r.spec.action.action);
-                    print!("{}", output::yaml_block(p, 2));
-                }
-                if let Some(e) = &report.error {
-                    println!("error: {e}");
-                }
-            }
-            Ok(if report.matched && report.error.is_none() {
-                0
-            } else {
-                1
-            })
+            let payload = read_payload(trigger)?;
+            let report = r.test(&payload, &crate::views::test_event(&r.spec.trigger));
+            let report = serde_json::to_value(report)?;
+            let ok = output::rule_test(cli.output, &r.reference, &r.spec.action.action, &report);
+            Ok(if ok { 0 } else { 1 })
         }
     }
+}
+
+/// The trigger payload of `rule test --trigger FILE|-`, as JSON.
+pub fn read_payload(trigger: &str) -> Result<Json, Failure> {
+    let text = if trigger == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Failure::Usage(format!("reading stdin: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(trigger)
+            .map_err(|e| Failure::Usage(format!("cannot read {trigger}: {e}")))?
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| Failure::Usage(format!("{trigger}: not valid JSON: {e}")))
+}
+
+fn trigger(cli: &Cli, cmd: &TriggerCmd) -> CmdResult {
+    match cmd {
+        TriggerCmd::Emit { .. } => Err(needs_server("trigger emit")),
+        TriggerCmd::Instances { trigger, limit } => {
+            let content = load(cli)?;
+            let engine = engine(cli, content)?;
+            let list = engine.store().list_triggers(trigger.as_deref(), *limit)?;
+            let list = crate::secrets::mask_json(&serde_json::to_value(list)?);
+            output::trigger_instances(cli.output, &list);
+            Ok(0)
+        }
+    }
+}
+
+/// `sensor list` without a server: the configured instances, none of them running.
+fn sensors(cli: &Cli) -> CmdResult {
+    let content = load(cli)?;
+    let registry = crate::sensors::Registry::builtin();
+    let list: Vec<Json> = content
+        .sensors
+        .values()
+        .map(|s| {
+            let state = if s.spec.enabled {
+                "not running (no server)"
+            } else {
+                "disabled"
+            };
+            json!({"name": s.reference, "type": s.spec.kind, "trigger": registry.trigger_of(&s.spec),
+                   "enabled": s.spec.enabled, "state": state})
+        })
+        .collect();
+    output::sensors(cli.output, &Json::Array(list));
+    Ok(0)
 }

@@ -4,11 +4,13 @@
 pub(crate) mod local;
 mod output;
 mod pack;
+mod remote;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+pub use local::Failure;
 pub use output::{duration, structured as print_structured, Format};
 
 /// Exit status of a command: 0 success, 1 the thing failed, 2 usage error.
@@ -24,6 +26,12 @@ pub struct Cli {
     /// State directory (default: `data_dir` from squall.yaml, else <root>/.squall).
     #[arg(long, global = true, env = "SQUALL_DATA")]
     pub data: Option<PathBuf>,
+    /// URL of a running Squall server (`squall serve`); commands then go through its API.
+    #[arg(long, global = true, env = "SQUALL_SERVER")]
+    pub server: Option<String>,
+    /// Bearer token for the server (`--server`).
+    #[arg(long, global = true, env = "SQUALL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Output format.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -51,6 +59,14 @@ pub enum Command {
     /// Packs.
     #[command(subcommand)]
     Pack(PackCmd),
+    /// Triggers: emit one (needs --server), list recent instances.
+    #[command(subcommand)]
+    Trigger(TriggerCmd),
+    /// Sensors and their state.
+    #[command(subcommand)]
+    Sensor(SensorCmd),
+    /// Make the server reload its content (validated first; needs --server).
+    Reload,
     /// Run sensors, rules, executions and the HTTP API in one process.
     Serve(serve::ServeArgs),
     /// Measure rule evaluation, execution and workflow throughput on this machine.
@@ -67,6 +83,9 @@ pub struct RunArgs {
     /// Parameters as one JSON object (merged under name=value ones).
     #[arg(short = 'p', long = "parameters")]
     pub json: Option<String>,
+    /// Print the scheduled execution and return at once (needs --server).
+    #[arg(long = "async")]
+    pub detach: bool,
 }
 
 /// `squall action ...`.
@@ -163,6 +182,36 @@ pub enum PackCmd {
     },
 }
 
+/// `squall trigger ...`.
+#[derive(Debug, Subcommand)]
+pub enum TriggerCmd {
+    /// Emit a trigger instance to the server's trigger bus (needs --server).
+    Emit {
+        /// Trigger type, like `core.webhook`.
+        #[arg(value_name = "TYPE")]
+        trigger: String,
+        /// The payload as one JSON object.
+        #[arg(short = 'p', long = "payload", value_name = "JSON")]
+        payload: Option<String>,
+    },
+    /// List recent trigger instances, newest first.
+    Instances {
+        /// Only this trigger type.
+        #[arg(long = "type", value_name = "TYPE")]
+        trigger: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+/// `squall sensor ...`.
+#[derive(Debug, Subcommand)]
+pub enum SensorCmd {
+    /// State of each sensor instance (running, error, last event).
+    List,
+}
+
 /// Parse the process arguments and run; returns the exit status.
 pub fn main() -> ExitCode {
     quiet_broken_pipe();
@@ -220,7 +269,9 @@ fn init_logging(serving: bool) {
     let default = if serving { "info,sled=warn" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SQUALL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("SQUALL_LOG_FORMAT").is_ok_and(|f| f == "json") {
         let _ = builder.json().try_init();
     } else {
