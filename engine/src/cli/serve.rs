@@ -31,13 +31,20 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode, Failure> {
     let content = load(cli)?;
     let settings = content.settings.clone();
     let tokens = match settings.auth.as_ref().and_then(|a| a.tokens_file.as_ref()) {
-        Some(f) => Tokens::load(&content.root.join(crate::content::expand_home(f))).map_err(Failure::Failed)?,
+        Some(f) => Tokens::load(&content.root.join(crate::content::expand_home(f)))
+            .map_err(Failure::Failed)?,
         None => Tokens::default(),
     };
-    let wanted = args.listen.clone().or(settings.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-    let mut addr: SocketAddr = wanted
-        .parse()
-        .map_err(|e| Failure::Usage(format!("listen address {wanted:?} is not host:port ({e}); for example 127.0.0.1:9101")))?;
+    let wanted = args
+        .listen
+        .clone()
+        .or(settings.listen.clone())
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let mut addr: SocketAddr = wanted.parse().map_err(|e| {
+        Failure::Usage(format!(
+            "listen address {wanted:?} is not host:port ({e}); for example 127.0.0.1:9101"
+        ))
+    })?;
     if !tokens.enabled() && !addr.ip().is_loopback() {
         eprintln!(
             "warning: no API tokens are configured (auth.tokens_file in squall.yaml), so Squall listens on loopback only: 127.0.0.1:{} instead of {wanted}",
@@ -45,25 +52,46 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode, Failure> {
         );
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     } else if !tokens.enabled() {
-        eprintln!("note: no API tokens are configured; the API is open to local users only (loopback)");
+        eprintln!(
+            "note: no API tokens are configured; the API is open to local users only (loopback)"
+        );
     }
     let engine = engine(cli, content)?;
-    engine.set_workers(settings.workers.unwrap_or(crate::executions::DEFAULT_WORKERS));
+    engine.set_workers(
+        settings
+            .workers
+            .unwrap_or(crate::executions::DEFAULT_WORKERS),
+    );
     let data_dir = engine.store().dir().to_path_buf();
-    let service = Service::start(engine, tokens, true).await.map_err(Failure::Failed)?;
+    let service = Service::start(engine, tokens, true)
+        .await
+        .map_err(Failure::Failed)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Failure::Failed(format!("cannot listen on {addr}: {e}")))?;
-    let bound = listener.local_addr().map_err(|e| Failure::Failed(e.to_string()))?;
-    eprintln!("squall serving on http://{bound} (content {}, data {})", service.root.display(), data_dir.display());
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    eprintln!(
+        "squall serving on http://{bound} (content {}, data {})",
+        service.root.display(),
+        data_dir.display()
+    );
     tracing::info!(listen = %bound, "serving");
-    let _watcher = if args.no_watch { None } else { watch(service.clone(), &data_dir) };
+    let _watcher = if args.no_watch {
+        None
+    } else {
+        watch(service.clone(), &data_dir)
+    };
     let app = crate::api::router(service.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| Failure::Failed(format!("server error: {e}")))?;
-    eprintln!("squall: shutting down; waiting up to {}s for running executions", args.grace);
+    eprintln!(
+        "squall: shutting down; waiting up to {}s for running executions",
+        args.grace
+    );
     service.shutdown(Duration::from_secs(args.grace)).await;
     Ok(0)
 }
@@ -72,13 +100,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -93,17 +122,22 @@ fn watch(service: Arc<Service>, data_dir: &Path) -> Option<notify::RecommendedWa
     use notify::{RecursiveMode, Watcher};
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let data_dir = data_dir.to_path_buf();
-    let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            let relevant = ev.paths.iter().any(|p| {
-                !p.starts_with(&data_dir)
-                    && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "rhai" | "sh" | "py" | "json"))
-            });
-            if relevant && !ev.kind.is_access() {
-                let _ = tx.send(());
+    let mut watcher = match notify::recommended_watcher(
+        move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res {
+                let relevant = ev.paths.iter().any(|p| {
+                    !p.starts_with(&data_dir)
+                        && matches!(
+                            p.extension().and_then(|e| e.to_str()),
+                            Some("yaml" | "yml" | "rhai" | "sh" | "py" | "json")
+                        )
+                });
+                if relevant && !ev.kind.is_access() {
+                    let _ = tx.send(());
+                }
             }
-        }
-    }) {
+        },
+    ) {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch the content root; use `squall reload` after changes");

@@ -9,6 +9,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub(super) fn cross_check(l: &mut Loader, runners: &Registry) {
+    for (path, refs) in crate::sensors::webhook::duplicate_paths(&l.sensors) {
+        for r in refs.iter().skip(1) {
+            if let Some(sensor) = l.sensors.get(r) {
+                l.diags.push(Diagnostic::at(
+                    &sensor.file,
+                    super::Pos { line: 1, col: 1 },
+                    format!("webhook path `{path}` is already served by sensor `{}`; give each webhook sensor its own path", refs[0]),
+                ));
+            }
+        }
+    }
     for (reference, action) in &l.actions {
         let Some(sf) = l.sources.get(reference) else {
             continue;

@@ -58,6 +58,8 @@ struct TaskOutcome {
     status: Status,
     result: Json,
     error: Option<String>,
+    /// The workflow must end now whatever the transitions say (its bound was exceeded).
+    fatal: bool,
 }
 
 impl Chain {
@@ -97,6 +99,12 @@ impl Chain {
                 ));
             };
             let outcome = self.run_task(idx, cursor).await?;
+            if outcome.fatal {
+                self.state.cursor = None;
+                self.save().await?;
+                let msg = outcome.error.unwrap_or_default();
+                return Ok(ActionOutcome::failed(msg, self.default_output()));
+            }
             if outcome.status == Status::Canceled {
                 self.save().await?;
                 return Ok(ActionOutcome::canceled(self.default_output()));
@@ -165,21 +173,16 @@ impl Chain {
                         "workflow exceeded its bound of {} task runs (max_task_runs); a transition probably loops",
                         self.wf.max_task_runs
                     );
-                    return Ok(task_failed(msg));
+                    return Ok(TaskOutcome {
+                        fatal: true,
+                        ..task_failed(msg)
+                    });
                 }
                 self.state.task_runs += 1;
                 let item = cursor.items.as_ref().and_then(|i| i.get(unit)).cloned();
-                match self.start_unit(task, &cursor, item).await? {
-                    Started::Running(child_id, fut) => {
-                        cursor.in_flight.insert(unit, child_id);
-                        running.push(async move { (unit, fut.await) });
-                    }
-                    Started::Failed(o) => {
-                        cursor.done.insert(unit, o);
-                    }
+                if let Some(fut) = self.start_unit(task, &mut cursor, unit, item).await? {
+                    running.push(async move { (unit, fut.await) });
                 }
-                self.state.cursor = Some(cursor.clone());
-                self.save().await?;
             }
             let Some((unit, finished)) = running.next().await else {
                 break;
@@ -208,18 +211,24 @@ impl Chain {
                 status: Status::Canceled,
                 result: Json::Null,
                 error: Some("canceled".into()),
+                fatal: false,
             });
         }
         Ok(combine(&cursor, task.with_items.is_some()))
     }
 
     /// Render a unit's parameters, record its child and start it.
+    /// The child record, the cursor naming it in flight (or its failure) and the state are
+    /// committed together and made durable before the child starts, so a restart finds
+    /// either no child or exactly this one, and a fast child's final record is never
+    /// overwritten by its initial one.
     async fn start_unit(
         &mut self,
         task: &Task,
-        cursor: &Cursor,
+        cursor: &mut Cursor,
+        unit: usize,
         item: Option<Json>,
-    ) -> Result<Started, EngineError> {
+    ) -> Result<Option<ChildFuture>, EngineError> {
         let mut vars = self.vars(None, item.as_ref());
         let mut req = Request {
             action: task.action.clone(),
@@ -241,25 +250,12 @@ impl Chain {
             Err(e) => Err(format!("rendering parameters: {e}")),
         };
         let mut batch = Batch::default();
-        let started = match prepared {
+        let start = match prepared {
             Ok(p) => {
                 self.engine.stage(&mut batch, &p);
                 self.push_child(&p.execution);
-                let id = p.execution.id.clone();
-                let engine = self.engine.clone();
-                let cancel = self.cancel.clone();
-                // A task of its own, not a future polled by this loop: the loop awaits
-                // the store while children run, and a child holding the store's flush
-                // lock must make progress meanwhile.
-                let handle = tokio::spawn(async move { engine.run_prepared(p, cancel).await });
-                let fut: ChildFuture = Box::pin(async move {
-                    handle.await.unwrap_or_else(|e| {
-                        Err(EngineError::Store(crate::store::StoreError::Io(
-                            std::io::Error::other(format!("task runner crashed: {e}")),
-                        )))
-                    })
-                });
-                Started::Running(id, fut)
+                cursor.in_flight.insert(unit, p.execution.id.clone());
+                Some(p)
             }
             Err(msg) => {
                 let rec = self
@@ -267,17 +263,37 @@ impl Chain {
                     .failed_record(&req, &format!("task `{}`: {msg}", task.name));
                 batch.execution(None, &rec);
                 self.push_child(&rec);
-                Started::Failed(UnitOutcome {
-                    status: Status::Failed,
-                    result: Json::Null,
-                    error: rec.error.clone(),
-                })
+                cursor.done.insert(
+                    unit,
+                    UnitOutcome {
+                        status: Status::Failed,
+                        result: Json::Null,
+                        error: rec.error.clone(),
+                    },
+                );
+                None
             }
         };
+        self.state.cursor = Some(cursor.clone());
         self.stage_state(&mut batch);
         let t = self.engine.store().commit(batch)?;
         self.engine.store().durable(t).await?;
-        Ok(started)
+        Ok(start.map(|p| {
+            let engine = self.engine.clone();
+            let cancel = self.cancel.clone();
+            // A task of its own, not a future polled by this loop: the loop awaits the
+            // store while children run, and a child holding the store's flush lock must
+            // make progress meanwhile.
+            let handle = tokio::spawn(async move { engine.run_prepared(p, cancel).await });
+            let fut: ChildFuture = Box::pin(async move {
+                handle.await.unwrap_or_else(|e| {
+                    Err(EngineError::Store(crate::store::StoreError::Io(
+                        std::io::Error::other(format!("task runner crashed: {e}")),
+                    )))
+                })
+            });
+            fut
+        }))
     }
 
     /// A child that was in flight when an earlier process stopped.
@@ -508,11 +524,6 @@ impl Chain {
 
 type ChildFuture = Pin<Box<dyn Future<Output = Result<Execution, EngineError>> + Send>>;
 
-enum Started {
-    Running(String, ChildFuture),
-    Failed(UnitOutcome),
-}
-
 enum Recovered {
     Done(UnitOutcome),
     Rerun,
@@ -523,6 +534,7 @@ fn task_failed(msg: String) -> TaskOutcome {
         status: Status::Failed,
         result: Json::Null,
         error: Some(msg),
+        fatal: false,
     }
 }
 
@@ -535,6 +547,7 @@ fn combine(cursor: &Cursor, with_items: bool) -> TaskOutcome {
                 status: o.status,
                 result: o.result.clone(),
                 error: o.error.clone(),
+                fatal: false,
             },
             None => task_failed("task did not run".into()),
         };
@@ -551,6 +564,7 @@ fn combine(cursor: &Cursor, with_items: bool) -> TaskOutcome {
             status: Status::Succeeded,
             result: Json::Array(results),
             error: None,
+            fatal: false,
         };
     }
     let first = bad[0];
@@ -573,5 +587,6 @@ fn combine(cursor: &Cursor, with_items: bool) -> TaskOutcome {
                 .clone()
                 .unwrap_or_else(|| first.1.status.to_string())
         )),
+        fatal: false,
     }
 }
