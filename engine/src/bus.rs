@@ -52,11 +52,19 @@ impl Bus {
     }
 
     /// Accept one trigger: persisted durably, then queued. Fails fast when the queue is full.
-    pub async fn emit(&self, trigger_type: &str, payload: Json, source: &str) -> Result<TriggerInstance, BusError> {
+    pub async fn emit(
+        &self,
+        trigger_type: &str,
+        payload: Json,
+        source: &str,
+    ) -> Result<TriggerInstance, BusError> {
         if !valid_type(trigger_type) {
             return Err(BusError::BadType(trigger_type.to_string()));
         }
-        let permit = self.tx.try_reserve().map_err(|_| BusError::Full(self.capacity))?;
+        let permit = self
+            .tx
+            .try_reserve()
+            .map_err(|_| BusError::Full(self.capacity))?;
         let t = TriggerInstance {
             id: self.engine.new_id(),
             trigger: trigger_type.to_string(),
@@ -93,13 +101,21 @@ impl Bus {
 
 #[async_trait]
 impl Emitter for Bus {
-    async fn emit(&self, trigger_type: &str, payload: Json, source: &str) -> Result<String, String> {
-        Bus::emit(self, trigger_type, payload, source).await.map(|t| t.id).map_err(|e| e.to_string())
+    async fn emit(
+        &self,
+        trigger_type: &str,
+        payload: Json,
+        source: &str,
+    ) -> Result<String, String> {
+        Bus::emit(self, trigger_type, payload, source)
+            .await
+            .map(|t| t.id)
+            .map_err(|e| e.to_string())
     }
 }
 
 /// `a.b_c.d`: lower-case dotted names.
-fn valid_type(t: &str) -> bool {
+pub fn valid_type(t: &str) -> bool {
     !t.is_empty() && t.len() <= 200 && t.split('.').all(crate::model::valid_name)
 }
 
@@ -107,7 +123,9 @@ async fn evaluate_loop(engine: Arc<Engine>, metrics: Arc<Metrics>, mut rx: mpsc:
     // Evaluate several triggers at once so their store flushes are shared.
     let slots = Arc::new(Semaphore::new(64));
     while let Some(id) = rx.recv().await {
-        let Ok(permit) = slots.clone().acquire_owned().await else { break };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
         let engine = engine.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
@@ -121,17 +139,25 @@ async fn evaluate_loop(engine: Arc<Engine>, metrics: Arc<Metrics>, mut rx: mpsc:
 
 /// Evaluate trigger instance `id` against the rules for its type.
 pub async fn evaluate(engine: &Arc<Engine>, metrics: &Metrics, id: &str) -> Result<(), BusError> {
-    let Some(mut t) = engine.store().get_trigger(id)? else { return Ok(()) };
+    let Some(mut t) = engine.store().get_trigger(id)? else {
+        return Ok(());
+    };
     if t.status == TriggerStatus::Processed {
         return Ok(());
     }
     let content = engine.content();
-    let event = json!({"id": t.id, "type": t.trigger, "source": t.source, "occurred_at": t.occurred_at});
+    let event =
+        json!({"id": t.id, "type": t.trigger, "source": t.source, "occurred_at": t.occurred_at});
     let mut ctx = TriggerContext::new(&t.payload, &event);
     for rule in content.rule_index.for_trigger(&t.trigger) {
         let outcome = match rule.matches(&mut ctx) {
             Ok(false) => continue,
-            Ok(true) if engine.store().execution_for(&t.id, &rule.reference)?.is_some() => {
+            Ok(true)
+                if engine
+                    .store()
+                    .execution_for(&t.id, &rule.reference)?
+                    .is_some() =>
+            {
                 // Requested before a crash; the execution itself is recovered on its own.
                 continue;
             }

@@ -18,7 +18,10 @@ fn with_tokens(sq: &Squall) {
 }
 
 fn done(e: &Value) -> bool {
-    matches!(e["status"].as_str(), Some("succeeded" | "failed" | "abandoned" | "timeout" | "canceled"))
+    matches!(
+        e["status"].as_str(),
+        Some("succeeded" | "failed" | "abandoned" | "timeout" | "canceled")
+    )
 }
 
 #[test]
@@ -27,10 +30,27 @@ fn tokens_roles_and_audit_trail() {
     with_tokens(&sq);
     sq.action("core", "login", "name: login\nrunner: noop\nparameters:\n  user: {type: string}\n  password: {type: string, secret: true}\n");
     let s = Server::start(&sq);
-    assert_eq!(s.request("GET", "/healthz", None, None).status, 200, "healthz needs no token");
+    assert_eq!(
+        s.request("GET", "/healthz", None, None).status,
+        200,
+        "healthz needs no token"
+    );
     assert_eq!(s.request("GET", "/api/v1/actions", None, None).status, 401);
-    assert_eq!(s.request("GET", "/api/v1/actions", None, Some("wrong-token-000000000000")).status, 401);
-    assert_eq!(s.request("GET", "/api/v1/actions", None, Some(VIEWER)).status, 200);
+    assert_eq!(
+        s.request(
+            "GET",
+            "/api/v1/actions",
+            None,
+            Some("wrong-token-000000000000")
+        )
+        .status,
+        401
+    );
+    assert_eq!(
+        s.request("GET", "/api/v1/actions", None, Some(VIEWER))
+            .status,
+        200
+    );
     let body = json!({"action": "core.login", "parameters": {"user": "ann", "password": "pw-never-shown-42"}}).to_string();
     let r = s.request("POST", "/api/v1/executions", Some(&body), Some(VIEWER));
     assert_eq!(r.status, 403, "{}", r.body);
@@ -41,18 +61,38 @@ fn tokens_roles_and_audit_trail() {
     let e = s.wait_json(&format!("/api/v1/executions/{id}"), Some(VIEWER), 30, done);
     assert_eq!(e["status"], "succeeded");
     assert_eq!(e["requested_by"], "api:noc");
-    assert_eq!(s.request("POST", "/api/v1/reload", None, Some(OPERATOR)).status, 403);
-    assert_eq!(s.request("GET", "/api/v1/audit", None, Some(OPERATOR)).status, 403);
+    assert_eq!(
+        s.request("POST", "/api/v1/reload", None, Some(OPERATOR))
+            .status,
+        403
+    );
+    assert_eq!(
+        s.request("GET", "/api/v1/audit", None, Some(OPERATOR))
+            .status,
+        403
+    );
     let audit = s.wait_json("/api/v1/audit", Some(ADMIN), 30, |a| {
-        a.as_array().is_some_and(|a| a.iter().any(|x| x["what"] == "execution.finished"))
+        a.as_array()
+            .is_some_and(|a| a.iter().any(|x| x["what"] == "execution.finished"))
     });
-    let create = audit.as_array().unwrap().iter().find(|x| x["what"] == "execution.create").expect("create audited");
+    let create = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["what"] == "execution.create")
+        .expect("create audited");
     assert_eq!(create["who"], "noc");
     assert_eq!(create["details"]["parameters"]["password"], "********");
     let text = s.log_text();
-    assert!(text.contains("\"what\":\"execution.create\""), "audit lines on stdout:\n{text}");
+    assert!(
+        text.contains("\"what\":\"execution.create\""),
+        "audit lines on stdout:\n{text}"
+    );
     let everything = format!("{text}{audit}{e}");
-    assert!(!everything.contains("pw-never-shown-42"), "secret leaked:\n{everything}");
+    assert!(
+        !everything.contains("pw-never-shown-42"),
+        "secret leaked:\n{everything}"
+    );
     drop(s);
     sq.assert_data_lacks("pw-never-shown-42");
 }
@@ -62,28 +102,81 @@ fn webhooks_need_a_valid_signature_or_an_operator_token() {
     use hmac::{Hmac, Mac};
     let sq = Squall::core_only();
     with_tokens(&sq);
-    sq.write("sensors/hook.yaml", "name: hook\ntype: webhook\nconfig:\n  path: deploys\n  secret: hook-secret-value\n");
+    sq.write(
+        "sensors/hook.yaml",
+        "name: hook\ntype: webhook\nconfig:\n  path: deploys\n  secret: hook-secret-value\n",
+    );
     sq.write(
         "rules/on_deploy.yaml",
         "name: on_deploy\ntrigger: core.webhook\ncriteria:\n  trigger.body.service: {type: equals, pattern: api}\naction:\n  ref: core.echo\n  parameters:\n    message: \"deployed {{ trigger.body.version }}\"\n",
     );
     let s = Server::start(&sq);
     let body = br#"{"service": "api", "version": "1.2.3"}"#;
-    assert_eq!(s.raw("POST", "/api/v1/webhooks/deploys", body, &[]).status, 401);
-    assert_eq!(s.raw("POST", "/api/v1/webhooks/deploys", body, &[("X-Squall-Signature", "sha256=00")]).status, 401);
+    assert_eq!(
+        s.raw("POST", "/api/v1/webhooks/deploys", body, &[]).status,
+        401
+    );
+    assert_eq!(
+        s.raw(
+            "POST",
+            "/api/v1/webhooks/deploys",
+            body,
+            &[("X-Squall-Signature", "sha256=00")]
+        )
+        .status,
+        401
+    );
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret-value").unwrap();
     mac.update(body);
     let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    let r = s.raw("POST", "/api/v1/webhooks/deploys", body, &[("X-Squall-Signature", &sig)]);
+    let r = s.raw(
+        "POST",
+        "/api/v1/webhooks/deploys",
+        body,
+        &[("X-Squall-Signature", &sig)],
+    );
     assert_eq!(r.status, 202, "{}", r.body);
     let auth = format!("Bearer {OPERATOR}");
-    assert_eq!(s.raw("POST", "/api/v1/webhooks/deploys", body, &[("Authorization", &auth)]).status, 202);
+    assert_eq!(
+        s.raw(
+            "POST",
+            "/api/v1/webhooks/deploys",
+            body,
+            &[("Authorization", &auth)]
+        )
+        .status,
+        202
+    );
     let viewer = format!("Bearer {VIEWER}");
-    assert_eq!(s.raw("POST", "/api/v1/webhooks/deploys", body, &[("Authorization", &viewer)]).status, 403);
-    assert_eq!(s.raw("POST", "/api/v1/webhooks/nowhere", body, &[("Authorization", &auth)]).status, 404);
-    let list = s.wait_json("/api/v1/executions?action=core.echo", Some(VIEWER), 30, |v| {
-        v.as_array().is_some_and(|a| a.len() == 2 && a.iter().all(done))
-    });
+    assert_eq!(
+        s.raw(
+            "POST",
+            "/api/v1/webhooks/deploys",
+            body,
+            &[("Authorization", &viewer)]
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        s.raw(
+            "POST",
+            "/api/v1/webhooks/nowhere",
+            body,
+            &[("Authorization", &auth)]
+        )
+        .status,
+        404
+    );
+    let list = s.wait_json(
+        "/api/v1/executions?action=core.echo",
+        Some(VIEWER),
+        30,
+        |v| {
+            v.as_array()
+                .is_some_and(|a| a.len() == 2 && a.iter().all(done))
+        },
+    );
     for e in list.as_array().unwrap() {
         assert_eq!(e["rule"], "site.on_deploy");
         assert_eq!(e["result"]["stdout"], "deployed 1.2.3", "{e:#}");
@@ -96,17 +189,45 @@ fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
     let s = Server::start(&sq);
     let r = s.request("POST", "/api/v1/executions", Some("{not json"), None);
     assert_eq!(r.status, 400);
-    assert!(r.json()["error"].as_str().unwrap().contains("not valid JSON"), "{}", r.body);
-    let r = s.request("POST", "/api/v1/executions", Some(r#"{"action": "core.nope"}"#), None);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{}",
+        r.body
+    );
+    let r = s.request(
+        "POST",
+        "/api/v1/executions",
+        Some(r#"{"action": "core.nope"}"#),
+        None,
+    );
     assert_eq!(r.status, 404, "{}", r.body);
-    let r = s.request("POST", "/api/v1/executions", Some(r#"{"action": "core.echo", "parameters": {"msg": 1}}"#), None);
+    let r = s.request(
+        "POST",
+        "/api/v1/executions",
+        Some(r#"{"action": "core.echo", "parameters": {"msg": 1}}"#),
+        None,
+    );
     assert_eq!(r.status, 422, "{}", r.body);
     assert!(r.body.contains("msg"), "{}", r.body);
+    let r = s.request("POST", "/api/v1/triggers/nobody.listens", Some("{}"), None);
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.body.contains("unknown trigger type `nobody.listens`"), "{}", r.body);
     let r = s.request("POST", "/api/v1/triggers/Bad%20Type", Some("{}"), None);
     assert_eq!(r.status, 400, "{}", r.body);
     let big = format!("{{\"x\": \"{}\"}}", "a".repeat(2 * 1024 * 1024));
-    assert_eq!(s.request("POST", "/api/v1/triggers/core.big", Some(&big), None).status, 413);
-    assert_eq!(s.request("GET", "/api/v1/executions/01NOPE", None, None).status, 404);
+    assert_eq!(
+        s.request("POST", "/api/v1/triggers/core.big", Some(&big), None)
+            .status,
+        413
+    );
+    assert_eq!(
+        s.request("GET", "/api/v1/executions/01NOPE", None, None)
+            .status,
+        404
+    );
     assert_eq!(s.request("GET", "/api/v1/nothing", None, None).status, 404);
     assert_eq!(s.request("GET", "/healthz", None, None).status, 200);
     let m = s.request("GET", "/metrics", None, None);
@@ -116,48 +237,101 @@ fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
 #[test]
 fn invalid_content_is_rejected_on_reload_and_the_old_content_keeps_running() {
     let sq = Squall::core_only();
-    sq.write("rules/one.yaml", "name: one\ntrigger: t.one\naction: {ref: core.noop}\n");
+    sq.write(
+        "rules/one.yaml",
+        "name: one\ntrigger: t.one\naction: {ref: core.noop}\n",
+    );
     let s = Server::start(&sq);
-    sq.write("rules/two.yaml", "name: two\ntrigger: t.two\naction: {ref: core.missing}\n");
+    sq.write(
+        "rules/two.yaml",
+        "name: two\ntrigger: t.two\naction: {ref: core.missing}\n",
+    );
     let r = s.request("POST", "/api/v1/reload", None, None);
     assert_eq!(r.status, 422, "{}", r.body);
-    assert!(r.body.contains("rules/two.yaml:3:15: unknown action `core.missing`"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("rules/two.yaml:3:15: unknown action `core.missing`"),
+        "{}",
+        r.body
+    );
     let rules = s.request("GET", "/api/v1/rules", None, None).json();
     assert_eq!(rules.as_array().map(Vec::len), Some(1), "{rules}");
     let status = s.request("GET", "/api/v1/status", None, None).json();
     assert_eq!(status["last_reload"]["ok"], false, "{status:#}");
-    sq.write("rules/two.yaml", "name: two\ntrigger: t.two\naction: {ref: core.noop}\n");
+    sq.write(
+        "rules/two.yaml",
+        "name: two\ntrigger: t.two\naction: {ref: core.noop}\n",
+    );
     // The file watcher reloads by itself.
-    s.wait_json("/api/v1/rules", None, 30, |v| v.as_array().is_some_and(|a| a.len() == 2));
+    s.wait_json("/api/v1/rules", None, 30, |v| {
+        v.as_array().is_some_and(|a| a.len() == 2)
+    });
 }
 
 #[test]
 fn cancel_stops_a_running_action_and_concurrency_queues_the_rest() {
     let sq = Squall::core_only();
     sq.pack("q", "");
-    sq.action("q", "slow", "name: slow\nrunner: shell\ncmd: echo started; sleep 30\nconcurrency: 1\n");
+    sq.action(
+        "q",
+        "slow",
+        "name: slow\nrunner: shell\ncmd: echo started; sleep 30\nconcurrency: 1\n",
+    );
     let s = Server::start(&sq);
-    let a = s.request("POST", "/api/v1/executions", Some(r#"{"action": "q.slow"}"#), None).json();
-    let b = s.request("POST", "/api/v1/executions", Some(r#"{"action": "q.slow"}"#), None).json();
-    let (a, b) = (a["id"].as_str().unwrap().to_string(), b["id"].as_str().unwrap().to_string());
-    s.wait_json(&format!("/api/v1/executions/{a}"), None, 30, |e| e["status"] == "running");
+    let a = s
+        .request(
+            "POST",
+            "/api/v1/executions",
+            Some(r#"{"action": "q.slow"}"#),
+            None,
+        )
+        .json();
+    let b = s
+        .request(
+            "POST",
+            "/api/v1/executions",
+            Some(r#"{"action": "q.slow"}"#),
+            None,
+        )
+        .json();
+    let (a, b) = (
+        a["id"].as_str().unwrap().to_string(),
+        b["id"].as_str().unwrap().to_string(),
+    );
+    s.wait_json(&format!("/api/v1/executions/{a}"), None, 30, |e| {
+        e["status"] == "running"
+    });
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let second = s.request("GET", &format!("/api/v1/executions/{b}"), None, None).json();
-    assert_eq!(second["status"], "scheduled", "concurrency 1 keeps the second waiting: {second:#}");
+    let second = s
+        .request("GET", &format!("/api/v1/executions/{b}"), None, None)
+        .json();
+    assert_eq!(
+        second["status"], "scheduled",
+        "concurrency 1 keeps the second waiting: {second:#}"
+    );
     let r = s.request("DELETE", &format!("/api/v1/executions/{a}"), None, None);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["status"], "canceled", "{}", r.body);
-    s.wait_json(&format!("/api/v1/executions/{b}"), None, 30, |e| e["status"] == "running");
+    s.wait_json(&format!("/api/v1/executions/{b}"), None, 30, |e| {
+        e["status"] == "running"
+    });
     let r = s.request("DELETE", &format!("/api/v1/executions/{b}"), None, None);
     assert_eq!(r.json()["status"], "canceled", "{}", r.body);
-    assert_eq!(s.request("DELETE", &format!("/api/v1/executions/{b}"), None, None).status, 409);
+    assert_eq!(
+        s.request("DELETE", &format!("/api/v1/executions/{b}"), None, None)
+            .status,
+        409
+    );
 }
 
 #[test]
 fn interval_sensor_fires_rule_and_sensor_state_is_visible() {
     let sq = Squall::core_only();
     let log = sq.path("ticks.log");
-    sq.write("sensors/tick.yaml", "name: tick\ntype: interval\nconfig: {every: 1s}\n");
+    sq.write(
+        "sensors/tick.yaml",
+        "name: tick\ntype: interval\nconfig: {every: 1s}\n",
+    );
     sq.write(
         "rules/on_tick.yaml",
         &format!("name: on_tick\ntrigger: core.interval\naction:\n  ref: core.local\n  parameters:\n    cmd: \"echo tick >> {}\"\n", log.display()),
@@ -165,7 +339,13 @@ fn interval_sensor_fires_rule_and_sensor_state_is_visible() {
     let s = Server::start(&sq);
     wait_lines(&log, "tick", 2, 30);
     let sensors = s.request("GET", "/api/v1/sensors", None, None).json();
-    let tick = sensors.as_array().unwrap().iter().find(|x| x["name"] == "site.tick").expect("sensor listed").clone();
+    let tick = sensors
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "site.tick")
+        .expect("sensor listed")
+        .clone();
     assert_eq!(tick["state"], "running", "{tick:#}");
     assert!(tick["events"].as_u64().unwrap_or(0) >= 2, "{tick:#}");
     assert_eq!(s.terminate(), Some(0), "SIGTERM stops the server cleanly");

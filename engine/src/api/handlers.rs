@@ -22,7 +22,8 @@ fn parse_body(body: &Bytes) -> Res<Json> {
     if body.is_empty() {
         return Ok(json!({}));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("request body is not valid JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad(format!("request body is not valid JSON: {e}")))
 }
 
 pub async fn status(State(s): State<AppState>) -> J<Json> {
@@ -30,7 +31,11 @@ pub async fn status(State(s): State<AppState>) -> J<Json> {
 }
 
 pub async fn metrics(State(s): State<AppState>) -> Response {
-    ([("content-type", "text/plain; version=0.0.4")], s.metrics_text()).into_response()
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.metrics_text(),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -39,7 +44,10 @@ pub struct ActionQuery {
 }
 
 pub async fn list_actions(State(s): State<AppState>, Query(q): Query<ActionQuery>) -> J<Json> {
-    J(Json::Array(views::actions(&s.engine.content(), q.pack.as_deref())))
+    J(Json::Array(views::actions(
+        &s.engine.content(),
+        q.pack.as_deref(),
+    )))
 }
 
 pub async fn get_action(State(s): State<AppState>, Path(reference): Path<String>) -> Res<J<Json>> {
@@ -56,9 +64,14 @@ pub struct ExecQuery {
     all: Option<bool>,
 }
 
-pub async fn list_executions(State(s): State<AppState>, Query(q): Query<ExecQuery>) -> Res<J<Vec<Execution>>> {
+pub async fn list_executions(
+    State(s): State<AppState>,
+    Query(q): Query<ExecQuery>,
+) -> Res<J<Vec<Execution>>> {
     let status = match q.status.as_deref() {
-        Some(st) => Some(Status::parse(st).ok_or_else(|| ApiError::bad(format!("unknown status `{st}`")))?),
+        Some(st) => {
+            Some(Status::parse(st).ok_or_else(|| ApiError::bad(format!("unknown status `{st}`")))?)
+        }
         None => None,
     };
     let list = s.engine.store().list_executions(&ListFilter {
@@ -87,8 +100,11 @@ pub async fn create_execution(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Res<Response> {
-    let b: CreateBody = serde_json::from_value(parse_body(&body)?)
-        .map_err(|e| ApiError::bad(format!("expected {{\"action\": \"pack.name\", \"parameters\": {{...}}}}: {e}")))?;
+    let b: CreateBody = serde_json::from_value(parse_body(&body)?).map_err(|e| {
+        ApiError::bad(format!(
+            "expected {{\"action\": \"pack.name\", \"parameters\": {{...}}}}: {e}"
+        ))
+    })?;
     let req = ExecRequest {
         action: b.action.clone(),
         parameters: b.parameters,
@@ -100,8 +116,19 @@ pub async fn create_execution(
         Ok(e) => format!("scheduled {}", e.id),
         Err(e) => format!("rejected: {e}"),
     };
-    let params = result.as_ref().map(|e| e.parameters.clone()).unwrap_or(Json::Null);
-    s.audit.record(&caller.name, "execution.create", &b.action, json!({"parameters": params}), &outcome).await;
+    let params = result
+        .as_ref()
+        .map(|e| e.parameters.clone())
+        .unwrap_or(Json::Null);
+    s.audit
+        .record(
+            &caller.name,
+            "execution.create",
+            &b.action,
+            json!({"parameters": params}),
+            &outcome,
+        )
+        .await;
     let e = result?;
     Ok((StatusCode::CREATED, J(e)).into_response())
 }
@@ -113,12 +140,33 @@ pub async fn cancel_execution(
 ) -> Res<J<Execution>> {
     let e = s.engine.get(&id)?;
     if e.status.is_terminal() {
-        return Err(ApiError(StatusCode::CONFLICT, format!("execution {id} already ended with status {}", e.status)));
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("execution {id} already ended with status {}", e.status),
+        ));
     }
     let found = s.engine.cancel(&id);
-    s.audit.record(&caller.name, "execution.cancel", &id, json!({"action": e.action}), if found { "canceling" } else { "not running here" }).await;
+    s.audit
+        .record(
+            &caller.name,
+            "execution.cancel",
+            &id,
+            json!({"action": e.action}),
+            if found {
+                "canceling"
+            } else {
+                "not running here"
+            },
+        )
+        .await;
     if !found {
-        return Err(ApiError(StatusCode::CONFLICT, format!("execution {id} is {} but not running in this server", e.status)));
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "execution {id} is {} but not running in this server",
+                e.status
+            ),
+        ));
     }
     // Wait briefly for the runner to stop so the reply shows the final status.
     for _ in 0..50 {
@@ -137,7 +185,11 @@ pub async fn rerun_execution(
     Path(id): Path<String>,
 ) -> Res<Response> {
     let old = s.engine.get(&id)?;
-    let parameters = s.engine.store().sealed_params(&id)?.unwrap_or(old.parameters.clone());
+    let parameters = s
+        .engine
+        .store()
+        .sealed_params(&id)?
+        .unwrap_or(old.parameters.clone());
     let req = ExecRequest {
         action: old.action.clone(),
         parameters,
@@ -149,7 +201,15 @@ pub async fn rerun_execution(
         Ok(e) => format!("scheduled {}", e.id),
         Err(e) => format!("rejected: {e}"),
     };
-    s.audit.record(&caller.name, "execution.rerun", &id, json!({"action": old.action}), &outcome).await;
+    s.audit
+        .record(
+            &caller.name,
+            "execution.rerun",
+            &id,
+            json!({"action": old.action}),
+            &outcome,
+        )
+        .await;
     Ok((StatusCode::CREATED, J(result?)).into_response())
 }
 
@@ -163,7 +223,11 @@ pub async fn get_rule(State(s): State<AppState>, Path(reference): Path<String>) 
     Ok(J(views::rule_doc(&r)))
 }
 
-pub async fn test_rule(State(s): State<AppState>, Path(reference): Path<String>, body: Bytes) -> Res<J<Json>> {
+pub async fn test_rule(
+    State(s): State<AppState>,
+    Path(reference): Path<String>,
+    body: Bytes,
+) -> Res<J<Json>> {
     let c = s.engine.content();
     let r = c.rule(&reference).map_err(ApiError::not_found)?;
     let payload = parse_body(&body)?;
@@ -178,9 +242,17 @@ pub struct TriggerQuery {
     limit: Option<usize>,
 }
 
-pub async fn list_triggers(State(s): State<AppState>, Query(q): Query<TriggerQuery>) -> Res<J<Json>> {
-    let list = s.engine.store().list_triggers(q.trigger.as_deref(), q.limit.unwrap_or(50).min(10_000))?;
-    Ok(J(crate::secrets::mask_json(&serde_json::to_value(list).map_err(ApiError::internal)?)))
+pub async fn list_triggers(
+    State(s): State<AppState>,
+    Query(q): Query<TriggerQuery>,
+) -> Res<J<Json>> {
+    let list = s
+        .engine
+        .store()
+        .list_triggers(q.trigger.as_deref(), q.limit.unwrap_or(50).min(10_000))?;
+    Ok(J(crate::secrets::mask_json(
+        &serde_json::to_value(list).map_err(ApiError::internal)?,
+    )))
 }
 
 pub async fn emit_trigger(
@@ -190,12 +262,25 @@ pub async fn emit_trigger(
     body: Bytes,
 ) -> Res<Response> {
     let payload = parse_body(&body)?;
-    let result = s.bus.emit(&trigger, payload, &format!("api:{}", caller.name)).await;
+    let known = s.engine.content().trigger_types();
+    if crate::bus::valid_type(&trigger) && !known.contains(&trigger) {
+        let list: Vec<&str> = known.iter().map(String::as_str).collect();
+        let list = if list.is_empty() { "none".to_string() } else { list.join(", ") };
+        return Err(ApiError::not_found(format!(
+            "unknown trigger type `{trigger}`: no rule or sensor uses it (known: {list})"
+        )));
+    }
+    let result = s
+        .bus
+        .emit(&trigger, payload, &format!("api:{}", caller.name))
+        .await;
     let outcome = match &result {
         Ok(t) => format!("accepted {}", t.id),
         Err(e) => format!("rejected: {e}"),
     };
-    s.audit.record(&caller.name, "trigger.emit", &trigger, json!({}), &outcome).await;
+    s.audit
+        .record(&caller.name, "trigger.emit", &trigger, json!({}), &outcome)
+        .await;
     accepted(result)
 }
 
@@ -203,17 +288,31 @@ pub async fn emit_trigger(
 fn accepted(result: Result<crate::model::TriggerInstance, crate::bus::BusError>) -> Res<Response> {
     use crate::bus::BusError;
     match result {
-        Ok(t) => Ok((StatusCode::ACCEPTED, J(json!({"id": t.id, "type": t.trigger, "occurred_at": t.occurred_at}))).into_response()),
+        Ok(t) => Ok((
+            StatusCode::ACCEPTED,
+            J(json!({"id": t.id, "type": t.trigger, "occurred_at": t.occurred_at})),
+        )
+            .into_response()),
         Err(BusError::Full(_)) => {
             let e = result.err().map(|e| e.to_string()).unwrap_or_default();
-            Ok((StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")], J(json!({"error": e}))).into_response())
+            Ok((
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "1")],
+                J(json!({"error": e})),
+            )
+                .into_response())
         }
         Err(e @ BusError::BadType(_)) => Err(ApiError::bad(e.to_string())),
         Err(e) => Err(ApiError::internal(e)),
     }
 }
 
-pub async fn webhook(State(s): State<AppState>, Path(path): Path<String>, headers: HeaderMap, body: Bytes) -> Res<Response> {
+pub async fn webhook(
+    State(s): State<AppState>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res<Response> {
     let content = s.engine.content();
     let sensor = crate::sensors::webhook::find(&content, &path)
         .ok_or_else(|| ApiError::not_found(format!("no enabled webhook sensor has path `{path}`")))?
@@ -221,7 +320,9 @@ pub async fn webhook(State(s): State<AppState>, Path(path): Path<String>, header
     let secret = crate::sensors::webhook::secret(&sensor);
     let who = match (headers.contains_key("authorization"), secret) {
         (false, Some(secret)) => {
-            let sig = headers.get("x-squall-signature").and_then(|v| v.to_str().ok());
+            let sig = headers
+                .get("x-squall-signature")
+                .and_then(|v| v.to_str().ok());
             if !crate::sensors::webhook::verify_signature(&secret, &body, sig) {
                 return Err(ApiError(
                     StatusCode::UNAUTHORIZED,
@@ -235,16 +336,33 @@ pub async fn webhook(State(s): State<AppState>, Path(path): Path<String>, header
     let header_json: serde_json::Map<String, Json> = headers
         .iter()
         .filter(|(k, _)| k.as_str() != "authorization" && k.as_str() != "x-squall-signature")
-        .map(|(k, v)| (k.to_string(), Json::String(v.to_str().unwrap_or("").to_string())))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                Json::String(v.to_str().unwrap_or("").to_string()),
+            )
+        })
         .collect();
     let payload = crate::sensors::webhook::payload(&path, &Json::Object(header_json), &body);
-    let trigger = sensor.spec.trigger.clone().unwrap_or_else(|| "core.webhook".to_string());
+    let trigger = sensor
+        .spec
+        .trigger
+        .clone()
+        .unwrap_or_else(|| "core.webhook".to_string());
     let result = s.bus.emit(&trigger, payload, &sensor.reference).await;
     let outcome = match &result {
         Ok(t) => format!("accepted {}", t.id),
         Err(e) => format!("rejected: {e}"),
     };
-    s.audit.record(&who, "webhook", &path, json!({"sensor": sensor.reference}), &outcome).await;
+    s.audit
+        .record(
+            &who,
+            "webhook",
+            &path,
+            json!({"sensor": sensor.reference}),
+            &outcome,
+        )
+        .await;
     accepted(result)
 }
 
@@ -252,10 +370,25 @@ pub async fn list_sensors(State(s): State<AppState>) -> J<Json> {
     J(serde_json::to_value(s.sensors.states()).unwrap_or(Json::Null))
 }
 
-pub async fn reload(State(s): State<AppState>, Extension(caller): Extension<Caller>) -> Res<Response> {
+pub async fn reload(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Res<Response> {
     let result = s.reload().await;
-    let outcome = if result.is_ok() { "reloaded" } else { "rejected" };
-    s.audit.record(&caller.name, "content.reload", "content", json!({}), outcome).await;
+    let outcome = if result.is_ok() {
+        "reloaded"
+    } else {
+        "rejected"
+    };
+    s.audit
+        .record(
+            &caller.name,
+            "content.reload",
+            "content",
+            json!({}),
+            outcome,
+        )
+        .await;
     match result {
         Ok(c) => Ok(J(json!({"reloaded": true, "actions": c.actions.len(), "rules": c.rules.len(), "sensors": c.sensors.len()})).into_response()),
         Err(d) => Ok((
@@ -272,6 +405,12 @@ pub struct AuditQuery {
     limit: Option<usize>,
 }
 
-pub async fn list_audit(State(s): State<AppState>, Query(q): Query<AuditQuery>) -> Res<J<Vec<Json>>> {
-    Ok(J(s.engine.store().list_audit(q.limit.unwrap_or(100).min(10_000))?))
+pub async fn list_audit(
+    State(s): State<AppState>,
+    Query(q): Query<AuditQuery>,
+) -> Res<J<Vec<Json>>> {
+    Ok(J(s
+        .engine
+        .store()
+        .list_audit(q.limit.unwrap_or(100).min(10_000))?))
 }

@@ -87,6 +87,16 @@ impl Content {
             .ok_or_else(|| unknown("rule", reference, self.rules.keys()))
     }
 
+    /// Trigger types something listens to or emits: every rule's trigger and every
+    /// sensor instance's trigger.
+    pub fn trigger_types(&self) -> std::collections::BTreeSet<String> {
+        let registry = crate::sensors::Registry::builtin();
+        let mut out: std::collections::BTreeSet<String> =
+            self.rules.values().map(|r| r.spec.trigger.clone()).collect();
+        out.extend(self.sensors.values().filter_map(|s| registry.trigger_of(&s.spec)));
+        out
+    }
+
     /// Configuration of `pack` (`{}` when it has none).
     pub fn pack_config(&self, pack: &str) -> Json {
         self.packs
