@@ -1,1 +1,16 @@
+//! Integration tests: the real `squall` binary on temporary content roots (issue 2 and up).
 
+mod harness;
+mod server;
+
+mod crash;
+mod http;
+mod packs;
+mod remote;
+mod rules;
+mod run;
+mod secrets;
+mod serve;
+mod store;
+mod validate;
+mod workflows;

@@ -168,6 +168,7 @@ pub fn load_with(root: &Path, runners: &Registry) -> Result<Content, Diagnostics
         sensors: BTreeMap::new(),
         pending_rules: Vec::new(),
         pending_workflows: Vec::new(),
+        broken_workflows: Vec::new(),
         sources: BTreeMap::new(),
     };
     l.settings();
@@ -205,6 +206,8 @@ pub(crate) struct Loader {
     pub(crate) sensors: BTreeMap<String, Arc<Sensor>>,
     pending_rules: Vec<(SourceFile, RuleSpec, String)>,
     pending_workflows: Vec<(SourceFile, WorkflowSpec, String)>,
+    /// Workflows that did not compile: their task references are still checked.
+    pub(crate) broken_workflows: Vec<(SourceFile, WorkflowSpec)>,
     /// Source of every action (workflows included), for positions in cross-checks.
     pub(crate) sources: BTreeMap<String, SourceFile>,
 }
@@ -623,6 +626,7 @@ impl Loader {
                 concurrency: None,
                 tags: Vec::new(),
             };
+            let copy = spec.clone();
             match Workflow::compile(spec, reference.clone(), max) {
                 Ok(wf) => {
                     let action = Action {
@@ -639,6 +643,7 @@ impl Loader {
                     for (field, msg) in errors {
                         self.diags.push(sf.diag(&field, msg));
                     }
+                    self.broken_workflows.push((sf, copy));
                 }
             }
         }
@@ -655,6 +660,7 @@ impl Loader {
                 self.diags.push(sf.diag("name", msg));
                 continue;
             }
+            let target = spec.action.action.clone();
             match Rule::compile(spec, &pack, sf.path.clone()) {
                 Ok(rule) => {
                     validate::rule_action(&mut self.diags, &sf, &rule, &self.actions);
@@ -663,6 +669,13 @@ impl Loader {
                 Err(errors) => {
                     for (field, msg) in errors {
                         self.diags.push(sf.diag(&field, msg));
+                    }
+                    // The rule's other problems do not hide an unknown action.
+                    if !self.actions.contains_key(&target) {
+                        self.diags.push(sf.diag(
+                            "action.ref",
+                            unknown("action", &target, self.actions.keys()),
+                        ));
                     }
                 }
             }

@@ -21,13 +21,26 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    /// A diagnostic at a position of `file`.
+    /// A diagnostic at a position of `file`. The message is made one line (some errors,
+    /// like the regex crate's, span several), so that each problem is one
+    /// `path:line:col: message` line.
     pub fn at(file: &Path, pos: Pos, message: impl Into<String>) -> Diagnostic {
+        let message: String = message.into();
+        let message = if message.contains('\n') {
+            message
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            message
+        };
         Diagnostic {
             file: file.to_path_buf(),
             line: pos.line,
             col: pos.col,
-            message: message.into(),
+            message,
         }
     }
 }
@@ -239,6 +252,19 @@ pub fn expand_home(p: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_multi_line_message_becomes_one_line() {
+        let d = Diagnostic::at(
+            Path::new("a.yaml"),
+            Pos { line: 2, col: 3 },
+            "regex parse error:\n    ([a-z\n     ^\nerror: unclosed character class",
+        );
+        assert_eq!(
+            d.to_string(),
+            "a.yaml:2:3: regex parse error: ([a-z ^ error: unclosed character class"
+        );
+    }
 
     #[test]
     fn syntax_errors_point_at_the_line() {

@@ -20,6 +20,22 @@ pub(super) fn cross_check(l: &mut Loader, runners: &Registry) {
             }
         }
     }
+    // A workflow that did not compile still gets its task references checked, so that one
+    // run of `squall validate` shows every problem.
+    for (sf, spec) in &l.broken_workflows {
+        for (i, task) in spec.chain.iter().enumerate() {
+            if !l.actions.contains_key(&task.action) {
+                l.diags.push(sf.diag(
+                    &format!("chain.{i}.ref"),
+                    format!(
+                        "task `{}`: {}",
+                        task.name,
+                        super::unknown("action", &task.action, l.actions.keys())
+                    ),
+                ));
+            }
+        }
+    }
     for (reference, action) in &l.actions {
         let Some(sf) = l.sources.get(reference) else {
             continue;
@@ -157,5 +173,43 @@ pub(super) fn sensor(diags: &mut Vec<Diagnostic>, sf: &SourceFile, spec: &Sensor
     let registry = SENSORS.get_or_init(crate::sensors::Registry::builtin);
     for (field, msg) in registry.validate(spec) {
         diags.push(sf.diag(&field, msg));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::content::load;
+
+    #[test]
+    fn unknown_refs_are_reported_beside_other_problems_of_the_same_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("workflows")).expect("mkdir");
+        std::fs::create_dir_all(root.join("rules")).expect("mkdir");
+        std::fs::write(
+            root.join("workflows/w.yaml"),
+            "name: w\nchain:\n  - name: a\n    ref: x.nope\n    parameters: {m: \"{{ 1 + }}\"}\n",
+        )
+        .expect("write");
+        std::fs::write(
+            root.join("rules/r.yaml"),
+            "name: r\ntrigger: t\nwhen: 'trigger.x == '\naction:\n  ref: x.gone\n",
+        )
+        .expect("write");
+        let problems: Vec<String> = load(root)
+            .expect_err("invalid content")
+            .0
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        let has = |prefix: &str, word: &str| {
+            problems
+                .iter()
+                .any(|p| p.starts_with(prefix) && p.contains(word))
+        };
+        assert!(has("workflows/w.yaml:5:", "compile"), "{problems:#?}");
+        assert!(has("workflows/w.yaml:4:", "x.nope"), "{problems:#?}");
+        assert!(has("rules/r.yaml:3:", "compile"), "{problems:#?}");
+        assert!(has("rules/r.yaml:5:", "x.gone"), "{problems:#?}");
     }
 }

@@ -101,7 +101,11 @@ impl Runner for HttpRunner {
             Ok(r) => r,
             Err(problems) => return ActionOutcome::failed(join_problems(&problems), Json::Null),
         };
-        let mut vars = variables(&ctx.parameters, &ctx.pack_config);
+        let mut vars = variables(
+            &ctx.parameters,
+            &ctx.pack_config,
+            ctx.action.meta.parameters.keys(),
+        );
         let rendered = match request.render(&mut vars) {
             Ok(r) => r,
             Err((field, msg)) => {
@@ -115,11 +119,18 @@ impl Runner for HttpRunner {
     }
 }
 
-/// The template variables: each parameter, `params`, and `config`.
-fn variables(params: &Json, config: &Json) -> Vars {
+/// The template variables: each parameter, `params`, and `config`. A declared parameter
+/// that was not given and has no default (`default: null` included) is `()`, so that a
+/// template can use it rather than fail on an unknown variable.
+fn variables<'a>(params: &Json, config: &Json, declared: impl Iterator<Item = &'a String>) -> Vars {
     let empty = Map::new();
     let map = params.as_object().unwrap_or(&empty);
     let mut vars = Vars::from_map(map);
+    for name in declared {
+        if !map.contains_key(name) {
+            vars.set(name, &Json::Null);
+        }
+    }
     if !map.contains_key("config") {
         vars.set("config", config);
     }
@@ -316,10 +327,14 @@ impl Request {
         }
         let body = match &self.body {
             Body::None => RenderedBody::None,
-            Body::Json(t) => RenderedBody::Json(
-                t.render(vars)
-                    .map_err(|e| ("http.json".to_string(), describe(&e)))?,
-            ),
+            // A `json` that renders to null sends no body (`json: "{{ body }}"` with no body).
+            Body::Json(t) => match t
+                .render(vars)
+                .map_err(|e| ("http.json".to_string(), describe(&e)))?
+            {
+                Json::Null => RenderedBody::None,
+                v => RenderedBody::Json(v),
+            },
             Body::Text(t) => RenderedBody::Text(text_of(
                 &t.render(vars)
                     .map_err(|e| ("http.body".to_string(), describe(&e)))?,
@@ -696,6 +711,37 @@ mod tests {
         assert_eq!(
             body,
             json!({"name": "db", "size": 3, "label": "n-3", "fixed": [1]})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_declared_parameter_not_given_is_null_and_a_null_json_sends_no_body() {
+        let (base, mut seen) = server(|_| Some(response("200 OK", "text/plain", "", "ok"))).await;
+        let meta: ActionMeta = serde_json::from_value(json!({
+            "name": "t",
+            "runner": "http",
+            "http": {"url": "{{ url }}", "json": "{{ body }}"},
+            "parameters": {"url": {"type": "string"}, "body": {"default": null}},
+        }))
+        .expect("valid meta");
+        let action = Arc::new(Action {
+            reference: "test.t".into(),
+            pack: "test".into(),
+            meta,
+            file: PathBuf::from("/nonexistent/t.yaml"),
+            dir: PathBuf::from("/nonexistent"),
+            workflow: None,
+        });
+        let ctx = context(action, json!({"url": format!("{base}/p")}));
+        let o = HttpRunner::new().run(ctx).await;
+        assert_eq!(o.status, Status::Succeeded, "{o:?}");
+        let req = seen.recv().await.expect("a request");
+        assert_eq!(req.body, "");
+        assert!(
+            !req.headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type")),
+            "{req:?}"
         );
     }
 
