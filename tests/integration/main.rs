@@ -4,6 +4,7 @@ mod harness;
 mod server;
 
 mod crash;
+mod executions;
 mod http;
 mod packs;
 mod remote;
