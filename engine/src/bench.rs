@@ -80,6 +80,27 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
             "action-chain overhead per transition:      {:>12.3} ms   (target <= 1 ms)",
             chain
         );
+        let f = |v: &Json, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "trigger accepted -> action started, p50:   {:>12.2} ms   at {} triggers/s offered ({:.0}/s accepted)",
+            f(&pipeline, "p50_ms"),
+            args.rate,
+            f(&pipeline, "triggers_per_second")
+        );
+        println!(
+            "trigger accepted -> action started, p99:   {:>12.2} ms   (target <= 5 ms)",
+            f(&pipeline, "p99_ms")
+        );
+        if !process.is_null() {
+            println!(
+                "squall serve idle RSS, shipped content:    {:>12.1} MB   (target <= 30 MB)",
+                f(&process, "idle_rss_mb")
+            );
+            println!(
+                "start-up to serving, 50 packs:             {:>12.1} ms   (target <= 200 ms)",
+                f(&process, "startup_ms_50_packs")
+            );
+        }
     }
     Ok(0)
 }
@@ -211,6 +232,11 @@ fn write_content(root: &Path, tasks: usize) -> Result<(), Failure> {
     std::fs::write(
         pack.join("actions/noop.yaml"),
         "name: noop\nrunner: noop\nparameters:\n  n: {type: integer}\n",
+    )?;
+    std::fs::create_dir_all(pack.join("rules"))?;
+    std::fs::write(
+        pack.join("rules/on_load.yaml"),
+        "name: on_load\ntrigger: bench.load\nwhen: 'trigger.n >= 0'\naction:\n  ref: bench.noop\n  parameters: {n: \"{{ trigger.n }}\"}\n",
     )?;
     let mut wf = String::from("name: chain\nchain:\n");
     for i in 0..tasks {

@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 /// a no-op execution. Latency is from the trigger's acceptance time to the execution's
 /// start time, both as recorded in the store.
 pub async fn latency(engine: &Arc<Engine>, rate: u64, seconds: u64) -> Result<Json, Failure> {
-    let bus = crate::bus::Bus::start(engine.clone(), Arc::new(Metrics::default()), crate::bus::DEFAULT_CAPACITY);
+    let bus = crate::bus::Bus::start(
+        engine.clone(),
+        Arc::new(Metrics::default()),
+        crate::bus::DEFAULT_CAPACITY,
+    );
     let total = rate.max(1) * seconds.max(1);
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
     let start = Instant::now();
@@ -24,7 +28,11 @@ pub async fn latency(engine: &Arc<Engine>, rate: u64, seconds: u64) -> Result<Js
         let due = start + interval * n as u32;
         tokio::time::sleep_until(due.into()).await;
         let bus = bus.clone();
-        handles.push(tokio::spawn(async move { bus.emit("bench.load", json!({"n": n}), "bench").await.map(|t| t.id) }));
+        handles.push(tokio::spawn(async move {
+            bus.emit("bench.load", json!({"n": n}), "bench")
+                .await
+                .map(|t| t.id)
+        }));
     }
     for h in handles {
         if let Ok(Ok(id)) = h.await {
@@ -37,7 +45,10 @@ pub async fn latency(engine: &Arc<Engine>, rate: u64, seconds: u64) -> Result<Js
     let mut latencies = Vec::with_capacity(ids.len());
     for id in &ids {
         loop {
-            let t = engine.store().get_trigger(id).map_err(|e| Failure::Failed(e.to_string()))?;
+            let t = engine
+                .store()
+                .get_trigger(id)
+                .map_err(|e| Failure::Failed(e.to_string()))?;
             let exec = match t.as_ref().and_then(|t| t.enforcements.first()) {
                 Some(enf) => engine
                     .store()
@@ -48,19 +59,34 @@ pub async fn latency(engine: &Arc<Engine>, rate: u64, seconds: u64) -> Result<Js
                 None => None,
             };
             if let (Some(t), Some(e)) = (&t, exec.filter(|e| e.started_at.is_some())) {
-                if let Some(ms) = crate::cli::duration(Some(&t.occurred_at), e.started_at.as_deref()) {
+                if let Some(ms) =
+                    crate::cli::duration(Some(&t.occurred_at), e.started_at.as_deref())
+                {
                     latencies.push(ms * 1000.0);
                 }
                 break;
             }
             if Instant::now() > deadline {
-                return Err(Failure::Failed(format!("trigger {id} did not start an execution within 60 s")));
+                let enf = t
+                    .as_ref()
+                    .and_then(|t| t.enforcements.first())
+                    .and_then(|e| engine.store().get_enforcement(e).ok().flatten());
+                return Err(Failure::Failed(format!(
+                    "trigger {id} did not start an execution within 60 s (trigger: {}; enforcement: {})",
+                    serde_json::to_string(&t).unwrap_or_default(),
+                    serde_json::to_string(&enf).unwrap_or_default()
+                )));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
     latencies.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     Ok(json!({
         "offered_per_second": rate,
         "triggers": ids.len(),
@@ -74,12 +100,16 @@ pub async fn latency(engine: &Arc<Engine>, rate: u64, seconds: u64) -> Result<Js
 /// Idle RSS of `squall serve` on `root`'s content, and start-up time with 50 packs.
 pub async fn process_figures(root: &Path) -> Result<Json, Failure> {
     let exe = std::env::current_exe().map_err(|e| Failure::Failed(e.to_string()))?;
-    let shipped = tempfile::Builder::new().prefix("squall-bench-rss").tempdir()?;
+    let shipped = tempfile::Builder::new()
+        .prefix("squall-bench-rss")
+        .tempdir()?;
     for sub in ["packs", "rules", "workflows", "sensors"] {
         copy_dir(&root.join(sub), &shipped.path().join(sub))?;
     }
     let (rss, _) = serve_once(&exe, shipped.path(), Duration::from_secs(2)).await?;
-    let many = tempfile::Builder::new().prefix("squall-bench-50").tempdir()?;
+    let many = tempfile::Builder::new()
+        .prefix("squall-bench-50")
+        .tempdir()?;
     copy_dir(&root.join("packs/core"), &many.path().join("packs/core"))?;
     for i in 0..50 {
         let p = many.path().join(format!("packs/p{i}"));
@@ -103,12 +133,19 @@ pub async fn process_figures(root: &Path) -> Result<Json, Failure> {
 
 /// Start `squall serve`, time until `/healthz` answers, read its RSS after `idle`, stop it.
 async fn serve_once(exe: &Path, root: &Path, idle: Duration) -> Result<(f64, f64), Failure> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr())?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())?
+        .port();
     let started = Instant::now();
     let mut child = tokio::process::Command::new(exe)
         .arg("--root")
         .arg(root)
-        .args(["serve", "--no-watch", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--no-watch",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -116,7 +153,9 @@ async fn serve_once(exe: &Path, root: &Path, idle: Duration) -> Result<(f64, f64
     let startup = loop {
         if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+            let _ = s
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
             let mut buf = Vec::new();
             let _ = s.read_to_end(&mut buf).await;
             if buf.starts_with(b"HTTP/1.1 200") {
@@ -124,7 +163,9 @@ async fn serve_once(exe: &Path, root: &Path, idle: Duration) -> Result<(f64, f64
             }
         }
         if started.elapsed() > Duration::from_secs(30) {
-            return Err(Failure::Failed("squall serve did not start within 30 s".into()));
+            return Err(Failure::Failed(
+                "squall serve did not start within 30 s".into(),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     };

@@ -6,7 +6,9 @@ use std::fmt::Write;
 use std::sync::Mutex;
 
 /// Upper bounds (seconds) of the execution duration histogram.
-const BUCKETS: [f64; 12] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0,
+];
 
 #[derive(Default)]
 struct Inner {
@@ -38,7 +40,9 @@ pub struct Gauges {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Metrics {
@@ -54,13 +58,19 @@ impl Metrics {
     /// A rule matched; `ok` when an execution was requested.
     pub fn enforcement(&self, rule: &str, ok: bool) {
         let outcome = if ok { "requested" } else { "failed" };
-        self.with(|i| *i.enforcements.entry((rule.to_string(), outcome)).or_default() += 1);
+        self.with(|i| {
+            *i.enforcements
+                .entry((rule.to_string(), outcome))
+                .or_default() += 1
+        });
     }
 
     /// An execution finished.
     pub fn execution_finished(&self, action: &str, status: &str, seconds: Option<f64>) {
         self.with(|i| {
-            *i.executions.entry((action.to_string(), status.to_string())).or_default() += 1;
+            *i.executions
+                .entry((action.to_string(), status.to_string()))
+                .or_default() += 1;
             if let Some(s) = seconds {
                 i.duration_count += 1;
                 i.duration_sum += s;
@@ -84,26 +94,57 @@ impl Metrics {
         let mut o = String::new();
         let _ = writeln!(o, "# HELP squall_triggers_received_total Trigger instances accepted.\n# TYPE squall_triggers_received_total counter");
         for (t, n) in &i.triggers {
-            let _ = writeln!(o, "squall_triggers_received_total{{type=\"{}\"}} {n}", esc(t));
+            let _ = writeln!(
+                o,
+                "squall_triggers_received_total{{type=\"{}\"}} {n}",
+                esc(t)
+            );
         }
         let _ = writeln!(o, "# HELP squall_enforcements_total Rule matches, by outcome.\n# TYPE squall_enforcements_total counter");
         for ((r, outcome), n) in &i.enforcements {
-            let _ = writeln!(o, "squall_enforcements_total{{rule=\"{}\",outcome=\"{outcome}\"}} {n}", esc(r));
+            let _ = writeln!(
+                o,
+                "squall_enforcements_total{{rule=\"{}\",outcome=\"{outcome}\"}} {n}",
+                esc(r)
+            );
         }
         let _ = writeln!(o, "# HELP squall_executions_total Finished executions, by action and status.\n# TYPE squall_executions_total counter");
         for ((a, s), n) in &i.executions {
-            let _ = writeln!(o, "squall_executions_total{{action=\"{}\",status=\"{s}\"}} {n}", esc(a));
+            let _ = writeln!(
+                o,
+                "squall_executions_total{{action=\"{}\",status=\"{s}\"}} {n}",
+                esc(a)
+            );
         }
         let _ = writeln!(o, "# HELP squall_execution_duration_seconds Time from start to finish of executions.\n# TYPE squall_execution_duration_seconds histogram");
         for (b, bound) in i.duration_buckets.iter().zip(BUCKETS) {
-            let _ = writeln!(o, "squall_execution_duration_seconds_bucket{{le=\"{bound}\"}} {b}");
+            let _ = writeln!(
+                o,
+                "squall_execution_duration_seconds_bucket{{le=\"{bound}\"}} {b}"
+            );
         }
-        let _ = writeln!(o, "squall_execution_duration_seconds_bucket{{le=\"+Inf\"}} {}", i.duration_count);
-        let _ = writeln!(o, "squall_execution_duration_seconds_sum {}", i.duration_sum);
-        let _ = writeln!(o, "squall_execution_duration_seconds_count {}", i.duration_count);
+        let _ = writeln!(
+            o,
+            "squall_execution_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+            i.duration_count
+        );
+        let _ = writeln!(
+            o,
+            "squall_execution_duration_seconds_sum {}",
+            i.duration_sum
+        );
+        let _ = writeln!(
+            o,
+            "squall_execution_duration_seconds_count {}",
+            i.duration_count
+        );
         let _ = writeln!(o, "# HELP squall_http_requests_total API requests, by route and status code.\n# TYPE squall_http_requests_total counter");
         for ((r, c), n) in &i.http {
-            let _ = writeln!(o, "squall_http_requests_total{{route=\"{}\",code=\"{c}\"}} {n}", esc(r));
+            let _ = writeln!(
+                o,
+                "squall_http_requests_total{{route=\"{}\",code=\"{c}\"}} {n}",
+                esc(r)
+            );
         }
         let _ = writeln!(o, "# HELP squall_execution_queue_depth Executions queued or running.\n# TYPE squall_execution_queue_depth gauge\nsquall_execution_queue_depth {}", g.queue_depth);
         let _ = writeln!(o, "# HELP squall_trigger_queue_depth Triggers waiting for rule evaluation.\n# TYPE squall_trigger_queue_depth gauge\nsquall_trigger_queue_depth {}", g.trigger_queue);
@@ -123,11 +164,28 @@ mod tests {
         m.trigger_received("core.webhook");
         m.execution_finished("core.echo", "succeeded", Some(0.002));
         m.execution_finished("core.echo", "failed", None);
-        let text = m.render(&Gauges { queue_depth: 2, trigger_queue: 0, sensor_errors: 1, uptime_seconds: 1.0 });
-        assert!(text.contains("squall_triggers_received_total{type=\"core.webhook\"} 1"), "{text}");
-        assert!(text.contains("squall_executions_total{action=\"core.echo\",status=\"failed\"} 1"), "{text}");
-        assert!(text.contains("squall_execution_duration_seconds_bucket{le=\"0.005\"} 1"), "{text}");
-        assert!(text.contains("squall_execution_duration_seconds_bucket{le=\"0.001\"} 0"), "{text}");
+        let text = m.render(&Gauges {
+            queue_depth: 2,
+            trigger_queue: 0,
+            sensor_errors: 1,
+            uptime_seconds: 1.0,
+        });
+        assert!(
+            text.contains("squall_triggers_received_total{type=\"core.webhook\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("squall_executions_total{action=\"core.echo\",status=\"failed\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("squall_execution_duration_seconds_bucket{le=\"0.005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("squall_execution_duration_seconds_bucket{le=\"0.001\"} 0"),
+            "{text}"
+        );
         assert!(text.contains("squall_execution_queue_depth 2"), "{text}");
     }
 }

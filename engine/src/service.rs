@@ -48,18 +48,36 @@ pub struct Service {
 impl Service {
     /// Assemble the service over a loaded engine: start the bus, recover what an earlier
     /// process left, start the sensors.
-    pub async fn start(engine: Arc<Engine>, tokens: Tokens, audit_stdout: bool) -> Result<Arc<Service>, String> {
+    pub async fn start(
+        engine: Arc<Engine>,
+        tokens: Tokens,
+        audit_stdout: bool,
+    ) -> Result<Arc<Service>, String> {
         let content = engine.content();
         let metrics = Arc::new(Metrics::default());
-        let bus = Bus::start(engine.clone(), metrics.clone(), crate::bus::DEFAULT_CAPACITY);
-        let recovery = engine.recover().await.map_err(|e| format!("recovery failed: {e}"))?;
-        if !(recovery.resumed.is_empty() && recovery.rerun.is_empty() && recovery.abandoned.is_empty() && recovery.requeued.is_empty()) {
+        let bus = Bus::start(
+            engine.clone(),
+            metrics.clone(),
+            crate::bus::DEFAULT_CAPACITY,
+        );
+        let recovery = engine
+            .recover()
+            .await
+            .map_err(|e| format!("recovery failed: {e}"))?;
+        if !(recovery.resumed.is_empty()
+            && recovery.rerun.is_empty()
+            && recovery.abandoned.is_empty()
+            && recovery.requeued.is_empty())
+        {
             tracing::warn!(resumed = ?recovery.resumed, rerun = ?recovery.rerun, abandoned = ?recovery.abandoned,
                 requeued = ?recovery.requeued, "recovered executions left by the previous run");
         }
         let pending = bus.requeue_pending().await.map_err(|e| e.to_string())?;
         if pending > 0 {
-            tracing::warn!(count = pending, "evaluating triggers accepted before the previous run stopped");
+            tracing::warn!(
+                count = pending,
+                "evaluating triggers accepted before the previous run stopped"
+            );
         }
         let emitter: Arc<dyn Emitter> = bus.clone();
         let sensors = SensorManager::start(&content, emitter, engine.store().clone());
@@ -83,8 +101,10 @@ impl Service {
             loop {
                 match finished.recv().await {
                     Ok(e) => {
-                        let took = crate::cli::duration(e.started_at.as_deref(), e.finished_at.as_deref());
-                        s.metrics.execution_finished(&e.action, e.status.as_str(), took);
+                        let took =
+                            crate::cli::duration(e.started_at.as_deref(), e.finished_at.as_deref());
+                        s.metrics
+                            .execution_finished(&e.action, e.status.as_str(), took);
                         let who = e.requested_by.clone().unwrap_or_default();
                         s.audit
                             .record(&who, "execution.finished", &e.id, json!({"action": e.action, "parameters": e.parameters, "parent": e.parent}), e.status.as_str())
@@ -107,7 +127,11 @@ impl Service {
         let _g = self.reload_lock.lock().await;
         let result = content::load(&self.root);
         let state = match &result {
-            Ok(_) => ReloadState { at: crate::model::now_rfc3339(), ok: true, errors: Vec::new() },
+            Ok(_) => ReloadState {
+                at: crate::model::now_rfc3339(),
+                ok: true,
+                errors: Vec::new(),
+            },
             Err(d) => ReloadState {
                 at: crate::model::now_rfc3339(),
                 ok: false,
@@ -120,7 +144,12 @@ impl Service {
                 let c = Arc::new(c);
                 self.engine.set_content(c.clone());
                 self.sensors.reload(&c).await;
-                tracing::info!(actions = c.actions.len(), rules = c.rules.len(), sensors = c.sensors.len(), "content reloaded");
+                tracing::info!(
+                    actions = c.actions.len(),
+                    rules = c.rules.len(),
+                    sensors = c.sensors.len(),
+                    "content reloaded"
+                );
                 Ok(c)
             }
             Err(d) => {

@@ -214,7 +214,11 @@ fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
     assert!(r.body.contains("msg"), "{}", r.body);
     let r = s.request("POST", "/api/v1/triggers/nobody.listens", Some("{}"), None);
     assert_eq!(r.status, 404, "{}", r.body);
-    assert!(r.body.contains("unknown trigger type `nobody.listens`"), "{}", r.body);
+    assert!(
+        r.body.contains("unknown trigger type `nobody.listens`"),
+        "{}",
+        r.body
+    );
     let r = s.request("POST", "/api/v1/triggers/Bad%20Type", Some("{}"), None);
     assert_eq!(r.status, 400, "{}", r.body);
     let big = format!("{{\"x\": \"{}\"}}", "a".repeat(2 * 1024 * 1024));

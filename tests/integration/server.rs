@@ -30,12 +30,16 @@ impl Reply {
     /// The body as JSON (fails the test with the body when it is not).
     #[track_caller]
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {} {}", self.status, self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("reply is not JSON ({e}): {} {}", self.status, self.body))
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
 }
 
 impl Server {
@@ -49,7 +53,10 @@ impl Server {
     #[track_caller]
     pub fn start_on(sq: &Squall, port: u16) -> Server {
         let addr = format!("127.0.0.1:{port}");
-        let log = sq.root().join(format!("serve-{}.log", Instant::now().elapsed().as_nanos() ^ u128::from(port) ^ rand_suffix()));
+        let log = sq.root().join(format!(
+            "serve-{}.log",
+            Instant::now().elapsed().as_nanos() ^ u128::from(port) ^ rand_suffix()
+        ));
         let logf = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_squall"))
             .arg("--root")
@@ -66,19 +73,33 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = s.child.try_wait().expect("wait") {
-                panic!("squall serve exited with {status} before serving\n{}", s.log_text());
+                panic!(
+                    "squall serve exited with {status} before serving\n{}",
+                    s.log_text()
+                );
             }
-            if s.try_request("GET", "/healthz", None, None).map(|r| r.status == 200).unwrap_or(false) {
+            if s.try_request("GET", "/healthz", None, None)
+                .map(|r| r.status == 200)
+                .unwrap_or(false)
+            {
                 return s;
             }
-            assert!(Instant::now() < deadline, "squall serve did not answer /healthz within 30 s\n{}", s.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "squall serve did not answer /healthz within 30 s\n{}",
+                s.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
     }
 
     /// What the server printed so far (logs and audit lines).
@@ -105,17 +126,30 @@ impl Server {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("squall serve did not stop within 30 s of SIGTERM\n{}", self.log_text());
+                panic!(
+                    "squall serve did not stop within 30 s of SIGTERM\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    fn try_request(&self, method: &str, path: &str, body: Option<&[u8]>, headers: Option<&[(&str, &str)]>) -> std::io::Result<Reply> {
+    fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: Option<&[(&str, &str)]>,
+    ) -> std::io::Result<Reply> {
         let mut s = TcpStream::connect(&self.addr)?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         let body = body.unwrap_or(b"");
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n", self.addr, body.len());
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
         if !body.is_empty() {
             req.push_str("Content-Type: application/json\r\n");
         }
@@ -129,16 +163,34 @@ impl Server {
         s.read_to_end(&mut raw)?;
         let text = String::from_utf8_lossy(&raw).into_owned();
         let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(rest)
+        } else {
+            rest.to_string()
+        };
         Ok(Reply { status, body })
     }
 
     /// One request; fails the test when the server cannot be reached.
     #[track_caller]
-    pub fn request(&self, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> Reply {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> Reply {
         let auth = token.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
         self.try_request(method, path, body.map(str::as_bytes), Some(&headers))
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log_text()))
     }
@@ -146,12 +198,19 @@ impl Server {
     /// A request with raw headers and body bytes.
     #[track_caller]
     pub fn raw(&self, method: &str, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Reply {
-        self.try_request(method, path, Some(body), Some(headers)).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+        self.try_request(method, path, Some(body), Some(headers))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     /// Poll GET `path` until `done` holds for its JSON (at most `secs`).
     #[track_caller]
-    pub fn wait_json(&self, path: &str, token: Option<&str>, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        secs: u64,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let r = self.request("GET", path, None, token);
@@ -160,9 +219,18 @@ impl Server {
                 if done(&v) {
                     return v;
                 }
-                assert!(Instant::now() < deadline, "timed out waiting on {path}; last: {v}\n{}", self.log_text());
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out waiting on {path}; last: {v}\n{}",
+                    self.log_text()
+                );
             } else {
-                assert!(Instant::now() < deadline, "timed out waiting on {path}: {} {}", r.status, r.body);
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out waiting on {path}: {} {}",
+                    r.status,
+                    r.body
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -177,7 +245,13 @@ impl Drop for Server {
 }
 
 fn rand_suffix() -> u128 {
-    u128::from(std::process::id()) << 32 | u128::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0))
+    u128::from(std::process::id()) << 32
+        | u128::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0),
+        )
 }
 
 fn dechunk(s: &str) -> String {
@@ -203,12 +277,20 @@ pub fn wait_lines(path: &std::path::Path, needle: &str, n: usize, secs: u64) {
         if text.lines().filter(|l| l.contains(needle)).count() >= n {
             return;
         }
-        assert!(Instant::now() < deadline, "{} never got {n} line(s) with {needle:?}; it has:\n{text}", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never got {n} line(s) with {needle:?}; it has:\n{text}",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// Lines of `path` containing `needle`.
 pub fn count_lines(path: &std::path::Path, needle: &str) -> usize {
-    std::fs::read_to_string(path).unwrap_or_default().lines().filter(|l| l.contains(needle)).count()
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
 }

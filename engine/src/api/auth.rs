@@ -47,9 +47,13 @@ pub struct Tokens {
 impl Tokens {
     /// Read the tokens file (a YAML list of `{name, token, role}`).
     pub fn load(path: &Path) -> Result<Tokens, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read tokens file {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read tokens file {}: {e}", path.display()))?;
         // Wrap the list so the content reader (references, positions) can parse it.
-        let wrapped = format!("tokens:\n{}", text.lines().map(|l| format!("  {l}\n")).collect::<String>());
+        let wrapped = format!(
+            "tokens:\n{}",
+            text.lines().map(|l| format!("  {l}\n")).collect::<String>()
+        );
         let mut diags = Vec::new();
         let sf = SourceFile::parse(path, &wrapped, &mut diags).map_err(|d| d.to_string())?;
         if let Some(d) = diags.first() {
@@ -62,7 +66,11 @@ impl Tokens {
         let w: Wrapper = sf.typed().map_err(|d| d.to_string())?;
         for t in &w.tokens {
             if t.token.len() < 16 {
-                return Err(format!("{}: token of `{}` is shorter than 16 characters; use a long random value", path.display(), t.name));
+                return Err(format!(
+                    "{}: token of `{}` is shorter than 16 characters; use a long random value",
+                    path.display(),
+                    t.name
+                ));
             }
             crate::secrets::register(&t.token);
         }
@@ -77,13 +85,19 @@ impl Tokens {
     /// The caller for an `Authorization` header value; `None` when it is missing or wrong.
     pub fn check(&self, header: Option<&str>) -> Option<Caller> {
         if !self.enabled() {
-            return Some(Caller { name: "local".into(), role: Role::Admin });
+            return Some(Caller {
+                name: "local".into(),
+                role: Role::Admin,
+            });
         }
         let token = header?.strip_prefix("Bearer ")?.trim();
         self.entries
             .iter()
             .find(|e| constant_time_eq(e.token.as_bytes(), token.as_bytes()))
-            .map(|e| Caller { name: e.name.clone(), role: e.role })
+            .map(|e| Caller {
+                name: e.name.clone(),
+                role: e.role,
+            })
     }
 }
 
@@ -105,13 +119,25 @@ mod tests {
         std::env::set_var("SQUALL_TEST_ADMIN_TOKEN", "admin-token-0123456789");
         std::fs::write(&f, "- {name: ops, token: operator-token-0123456789, role: operator}\n- {name: root, token: \"${env:SQUALL_TEST_ADMIN_TOKEN}\", role: admin}\n").unwrap();
         let t = Tokens::load(&f).unwrap();
-        assert_eq!(t.check(Some("Bearer operator-token-0123456789")).unwrap().role, Role::Operator);
-        assert_eq!(t.check(Some("Bearer admin-token-0123456789")).unwrap().name, "root");
+        assert_eq!(
+            t.check(Some("Bearer operator-token-0123456789"))
+                .unwrap()
+                .role,
+            Role::Operator
+        );
+        assert_eq!(
+            t.check(Some("Bearer admin-token-0123456789")).unwrap().name,
+            "root"
+        );
         assert!(t.check(Some("Bearer nope")).is_none());
         assert!(t.check(None).is_none());
         std::fs::write(&f, "- {name: x, token: short, role: admin}\n").unwrap();
         assert!(Tokens::load(&f).unwrap_err().contains("shorter than 16"));
-        std::fs::write(&f, "- {name: x, token: long-enough-token-000, role: root}\n").unwrap();
+        std::fs::write(
+            &f,
+            "- {name: x, token: long-enough-token-000, role: root}\n",
+        )
+        .unwrap();
         assert!(Tokens::load(&f).unwrap_err().contains("role"));
     }
 }

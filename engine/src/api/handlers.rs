@@ -265,7 +265,11 @@ pub async fn emit_trigger(
     let known = s.engine.content().trigger_types();
     if crate::bus::valid_type(&trigger) && !known.contains(&trigger) {
         let list: Vec<&str> = known.iter().map(String::as_str).collect();
-        let list = if list.is_empty() { "none".to_string() } else { list.join(", ") };
+        let list = if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(", ")
+        };
         return Err(ApiError::not_found(format!(
             "unknown trigger type `{trigger}`: no rule or sensor uses it (known: {list})"
         )));

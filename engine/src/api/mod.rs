@@ -41,7 +41,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": crate::secrets::mask_str(&self.1)}))).into_response()
+        (
+            self.0,
+            Json(json!({"error": crate::secrets::mask_str(&self.1)})),
+        )
+            .into_response()
     }
 }
 
@@ -81,17 +85,32 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/trigger-instances", get(handlers::list_triggers))
         .route("/api/v1/sensors", get(handlers::list_sensors))
         .route("/metrics", get(handlers::metrics))
-        .route_layer(middleware::from_fn_with_state(service.clone(), require_viewer));
+        .route_layer(middleware::from_fn_with_state(
+            service.clone(),
+            require_viewer,
+        ));
     let operator = Router::new()
         .route("/api/v1/executions", post(handlers::create_execution))
-        .route("/api/v1/executions/{id}", delete(handlers::cancel_execution))
-        .route("/api/v1/executions/{id}/rerun", post(handlers::rerun_execution))
+        .route(
+            "/api/v1/executions/{id}",
+            delete(handlers::cancel_execution),
+        )
+        .route(
+            "/api/v1/executions/{id}/rerun",
+            post(handlers::rerun_execution),
+        )
         .route("/api/v1/triggers/{trigger}", post(handlers::emit_trigger))
-        .route_layer(middleware::from_fn_with_state(service.clone(), require_operator));
+        .route_layer(middleware::from_fn_with_state(
+            service.clone(),
+            require_operator,
+        ));
     let admin = Router::new()
         .route("/api/v1/reload", post(handlers::reload))
         .route("/api/v1/audit", get(handlers::list_audit))
-        .route_layer(middleware::from_fn_with_state(service.clone(), require_admin));
+        .route_layer(middleware::from_fn_with_state(
+            service.clone(),
+            require_admin,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         // Webhooks authenticate themselves (operator token or HMAC signature).
@@ -100,13 +119,22 @@ pub fn router(service: Arc<Service>) -> Router {
         .merge(operator)
         .merge(admin)
         .fallback(|| async { ApiError::not_found("no such endpoint; see docs/api.md") })
-        .layer(middleware::from_fn_with_state(service.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            service.clone(),
+            count_requests,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(service)
 }
 
 async fn count_requests(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.uri().path().split('/').take(4).collect::<Vec<_>>().join("/");
+    let route = req
+        .uri()
+        .path()
+        .split('/')
+        .take(4)
+        .collect::<Vec<_>>()
+        .join("/");
     let resp = next.run(req).await;
     s.metrics.http_request(&route, resp.status().as_u16());
     resp
@@ -124,7 +152,11 @@ pub fn authorize(s: &Service, headers: &HeaderMap, need: Role) -> Result<Caller,
     if caller.role < need {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
-            format!("token `{}` has role {:?}; this needs {:?}", caller.name, caller.role, need).to_lowercase(),
+            format!(
+                "token `{}` has role {:?}; this needs {:?}",
+                caller.name, caller.role, need
+            )
+            .to_lowercase(),
         ));
     }
     Ok(caller)

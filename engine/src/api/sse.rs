@@ -64,7 +64,11 @@ pub async fn output(
                     }
                 }
                 Err(e) => {
-                    t.pending.push_back(Event::default().event("error").data(json!({"error": e}).to_string()));
+                    t.pending.push_back(
+                        Event::default()
+                            .event("error")
+                            .data(json!({"error": e}).to_string()),
+                    );
                     t.done = true;
                 }
             }
@@ -81,13 +85,24 @@ impl Tail {
         ids.extend(e.children.iter().map(|c| c.id.clone()));
         for exec in ids {
             let from = *self.next.get(&exec).unwrap_or(&0);
-            let chunks = self.state.engine.store().output(&exec, from).map_err(|e| e.to_string())?;
+            let chunks = self
+                .state
+                .engine
+                .store()
+                .output(&exec, from)
+                .map_err(|e| e.to_string())?;
             for (seq, c) in chunks {
                 self.next.insert(exec.clone(), seq + 1);
-                let data = json!({"execution": exec, "stream": c.stream, "data": c.data, "at": c.at});
-                self.pending.push_back(Event::default().event("output").data(data.to_string()));
+                let data =
+                    json!({"execution": exec, "stream": c.stream, "data": c.data, "at": c.at});
+                self.pending
+                    .push_back(Event::default().event("output").data(data.to_string()));
             }
         }
-        Ok(if e.status.is_terminal() { Some(e) } else { None })
+        Ok(if e.status.is_terminal() {
+            Some(e)
+        } else {
+            None
+        })
     }
 }

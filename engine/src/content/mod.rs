@@ -91,9 +91,16 @@ impl Content {
     /// sensor instance's trigger.
     pub fn trigger_types(&self) -> std::collections::BTreeSet<String> {
         let registry = crate::sensors::Registry::builtin();
-        let mut out: std::collections::BTreeSet<String> =
-            self.rules.values().map(|r| r.spec.trigger.clone()).collect();
-        out.extend(self.sensors.values().filter_map(|s| registry.trigger_of(&s.spec)));
+        let mut out: std::collections::BTreeSet<String> = self
+            .rules
+            .values()
+            .map(|r| r.spec.trigger.clone())
+            .collect();
+        out.extend(
+            self.sensors
+                .values()
+                .filter_map(|s| registry.trigger_of(&s.spec)),
+        );
         out
     }
 

@@ -69,7 +69,9 @@ impl Engine {
         self.tracker.spawn(async move {
             let id = p.execution.id.clone();
             let Some(_permits) = engine.acquire(&p, &cancel).await else {
-                engine.end_unstarted(p.execution, Status::Canceled, "canceled before it started").await;
+                engine
+                    .end_unstarted(p.execution, Status::Canceled, "canceled before it started")
+                    .await;
                 return;
             };
             let mut p = p;
@@ -123,7 +125,10 @@ impl Engine {
         e.status = status;
         e.error = Some(why.to_string());
         e.finished_at = Some(now_rfc3339());
-        self.cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&e.id);
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&e.id);
         if let Ok(t) = self.store.put_execution(Some(prev), &e) {
             let _ = self.store.durable(t).await;
         }
@@ -150,15 +155,27 @@ impl Engine {
                     continue;
                 }
             };
-            let parameters = self.store.sealed_params(&e.id)?.unwrap_or_else(|| e.parameters.clone());
+            let parameters = self
+                .store
+                .sealed_params(&e.id)?
+                .unwrap_or_else(|| e.parameters.clone());
             crate::params::register_secrets(&action.meta.parameters, &parameters);
             match e.status {
                 Status::Requested | Status::Scheduled => {
                     report.requeued.push(e.id.clone());
-                    self.spawn_scheduled(Prepared { execution: e, parameters, action });
+                    self.spawn_scheduled(Prepared {
+                        execution: e,
+                        parameters,
+                        action,
+                    });
                 }
                 Status::Canceling => {
-                    self.end_unstarted(e.clone(), Status::Canceled, "canceled (the engine stopped while canceling)").await;
+                    self.end_unstarted(
+                        e.clone(),
+                        Status::Canceled,
+                        "canceled (the engine stopped while canceling)",
+                    )
+                    .await;
                 }
                 Status::Running if action.workflow.is_some() => {
                     report.resumed.push(e.id.clone());
@@ -200,10 +217,21 @@ impl Engine {
     /// left and wait for it to be recorded as canceled.
     pub async fn drain(&self, grace: Duration) {
         self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
-            let running: Vec<CancellationToken> =
-                self.cancels.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
-            tracing::warn!(count = running.len(), "shutdown: canceling executions still running");
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            let running: Vec<CancellationToken> = self
+                .cancels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            tracing::warn!(
+                count = running.len(),
+                "shutdown: canceling executions still running"
+            );
             running.iter().for_each(CancellationToken::cancel);
             let _ = tokio::time::timeout(Duration::from_secs(15), self.tracker.wait()).await;
         }

@@ -263,7 +263,11 @@ impl Store {
 
     /// The execution a rule already requested for a trigger instance (so that evaluating a
     /// trigger again after a crash does not run its actions twice).
-    pub fn execution_for(&self, trigger_instance: &str, rule: &str) -> Result<Option<String>, StoreError> {
+    pub fn execution_for(
+        &self,
+        trigger_instance: &str,
+        rule: &str,
+    ) -> Result<Option<String>, StoreError> {
         Ok(self
             .exec
             .get(trigger_rule_key(trigger_instance, rule))?
@@ -390,16 +394,23 @@ impl Store {
     pub fn sensor_checkpoint(&self, sensor: &str) -> Result<Option<Json>, StoreError> {
         let key = format!("c:{sensor}");
         match self.db.open_tree("sensors")?.get(&key)? {
-            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))?)),
+            Some(v) => Ok(Some(
+                serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))?,
+            )),
             None => Ok(None),
         }
     }
 
     /// Save a sensor's checkpoint and make it durable.
-    pub async fn put_sensor_checkpoint(&self, sensor: &str, value: &Json) -> Result<(), StoreError> {
-        self.db
-            .open_tree("sensors")?
-            .insert(format!("c:{sensor}").into_bytes(), serde_json::to_vec(value).unwrap_or_default())?;
+    pub async fn put_sensor_checkpoint(
+        &self,
+        sensor: &str,
+        value: &Json,
+    ) -> Result<(), StoreError> {
+        self.db.open_tree("sensors")?.insert(
+            format!("c:{sensor}").into_bytes(),
+            serde_json::to_vec(value).unwrap_or_default(),
+        )?;
         let t = self.written.fetch_add(1, Ordering::SeqCst) + 1;
         self.durable(t).await
     }

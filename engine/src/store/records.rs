@@ -24,20 +24,27 @@ impl Store {
     /// The trigger instance `id`.
     pub fn get_trigger(&self, id: &str) -> Result<Option<TriggerInstance>, StoreError> {
         match self.tree("triggers")?.get(id.as_bytes())? {
-            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| corrupt(id, e))?)),
+            Some(v) => Ok(Some(
+                serde_json::from_slice(&v).map_err(|e| corrupt(id, e))?,
+            )),
             None => Ok(None),
         }
     }
 
     /// Trigger instances, newest first, optionally of one type.
-    pub fn list_triggers(&self, trigger: Option<&str>, limit: usize) -> Result<Vec<TriggerInstance>, StoreError> {
+    pub fn list_triggers(
+        &self,
+        trigger: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TriggerInstance>, StoreError> {
         let mut out = Vec::new();
         for item in self.tree("triggers")?.iter().rev() {
             if out.len() >= limit.max(1) {
                 break;
             }
             let (k, v) = item?;
-            let t: TriggerInstance = serde_json::from_slice(&v).map_err(|e| corrupt(&String::from_utf8_lossy(&k), e))?;
+            let t: TriggerInstance =
+                serde_json::from_slice(&v).map_err(|e| corrupt(&String::from_utf8_lossy(&k), e))?;
             if trigger.is_none_or(|ty| t.trigger == ty) {
                 out.push(t);
             }
@@ -50,7 +57,8 @@ impl Store {
         let mut out = Vec::new();
         for item in self.tree("triggers")?.iter() {
             let (k, v) = item?;
-            let t: TriggerInstance = serde_json::from_slice(&v).map_err(|e| corrupt(&String::from_utf8_lossy(&k), e))?;
+            let t: TriggerInstance =
+                serde_json::from_slice(&v).map_err(|e| corrupt(&String::from_utf8_lossy(&k), e))?;
             if t.status == TriggerStatus::Pending {
                 out.push(t);
             }
@@ -68,7 +76,9 @@ impl Store {
     /// The enforcement `id`.
     pub fn get_enforcement(&self, id: &str) -> Result<Option<Enforcement>, StoreError> {
         match self.tree("enforcements")?.get(id.as_bytes())? {
-            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| corrupt(id, e))?)),
+            Some(v) => Ok(Some(
+                serde_json::from_slice(&v).map_err(|e| corrupt(id, e))?,
+            )),
             None => Ok(None),
         }
     }
@@ -85,7 +95,9 @@ impl Store {
         let mut out = Vec::new();
         for item in self.tree("audit")?.iter().rev().take(limit.max(1)) {
             let (k, v) = item?;
-            out.push(serde_json::from_slice(&v).map_err(|e| corrupt(&String::from_utf8_lossy(&k), e))?);
+            out.push(
+                serde_json::from_slice(&v).map_err(|e| corrupt(&String::from_utf8_lossy(&k), e))?,
+            );
         }
         Ok(out)
     }

@@ -420,7 +420,10 @@ impl Chain {
             }
         }
         self.state.cursor = chosen.map(|i| Cursor::at(&self.wf.tasks[i].name, 1));
-        self.save().await?;
+        // Not flushed here: what comes next flushes it (the next task's start, or the
+        // workflow's final record). Lost in a crash, this state is derived again from the
+        // finished child's durable record, with the same outcome.
+        self.commit_state()?;
         Ok(None)
     }
 
@@ -512,11 +515,16 @@ impl Chain {
         batch.execution(Some(self.execution.status), &self.execution);
     }
 
-    /// Commit the state and the record durably.
-    async fn save(&mut self) -> Result<(), EngineError> {
+    /// Commit the state and the record, without waiting for the disk.
+    fn commit_state(&mut self) -> Result<u64, EngineError> {
         let mut b = Batch::default();
         self.stage_state(&mut b);
-        let t = self.engine.store().commit(b)?;
+        Ok(self.engine.store().commit(b)?)
+    }
+
+    /// Commit the state and the record durably.
+    async fn save(&mut self) -> Result<(), EngineError> {
+        let t = self.commit_state()?;
         self.engine.store().durable(t).await?;
         Ok(())
     }
