@@ -58,7 +58,10 @@ impl Service {
         let bus = Bus::start(
             engine.clone(),
             metrics.clone(),
-            crate::bus::DEFAULT_CAPACITY,
+            content
+                .settings
+                .trigger_queue
+                .unwrap_or(crate::bus::DEFAULT_CAPACITY),
         );
         let recovery = engine
             .recover()

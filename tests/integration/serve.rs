@@ -354,3 +354,111 @@ fn interval_sensor_fires_rule_and_sensor_state_is_visible() {
     assert!(tick["events"].as_u64().unwrap_or(0) >= 2, "{tick:#}");
     assert_eq!(s.terminate(), Some(0), "SIGTERM stops the server cleanly");
 }
+
+#[test]
+fn enforcement_records_why_no_execution_was_requested() {
+    let sq = Squall::core_only();
+    sq.write(
+        "rules/needs_host.yaml",
+        "name: needs_host\ntrigger: ops.page\naction:\n  ref: core.echo\n  parameters:\n    message: \"{{ trigger.host.name }}\"\n",
+    );
+    let s = Server::start(&sq);
+    let r = s.request(
+        "POST",
+        "/api/v1/triggers/ops.page",
+        Some(r#"{"service": "db"}"#),
+        None,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let t = s.wait_json(&format!("/api/v1/trigger-instances/{id}"), None, 30, |t| {
+        t["status"] == "processed"
+    });
+    let enf = &t["enforcements"][0];
+    assert_eq!(enf["rule"], "site.needs_host", "{t:#}");
+    assert!(enf["execution"].is_null(), "{t:#}");
+    let why = enf["error"].as_str().unwrap_or("");
+    assert!(
+        why.contains("rendering action parameters") && why.contains("host"),
+        "{t:#}"
+    );
+    let execs = s.request("GET", "/api/v1/executions", None, None).json();
+    assert_eq!(execs.as_array().map(Vec::len), Some(0), "{execs:#}");
+}
+
+#[test]
+fn a_flood_of_webhooks_gets_202_or_503_and_nothing_accepted_is_lost() {
+    let sq = Squall::core_only();
+    sq.write("squall.yaml", "trigger_queue: 2\n");
+    sq.write(
+        "sensors/hook.yaml",
+        "name: hook\ntype: webhook\nconfig: {path: flood}\n",
+    );
+    sq.write(
+        "rules/count.yaml",
+        "name: count\ntrigger: core.webhook\naction:\n  ref: core.noop\n",
+    );
+    let s = Server::start(&sq);
+    let addr = s.addr.clone();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut codes = Vec::new();
+                for n in 0..25 {
+                    let body = format!("{{\"n\": {n}}}");
+                    let mut c = std::net::TcpStream::connect(&addr).expect("connect");
+                    use std::io::{Read, Write};
+                    let req = format!(
+                        "POST /api/v1/webhooks/flood HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    c.write_all(req.as_bytes()).expect("write");
+                    let mut out = String::new();
+                    let _ = c.read_to_string(&mut out);
+                    codes.push(out.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok()).unwrap_or(0));
+                }
+                codes
+            })
+        })
+        .collect();
+    let codes: Vec<u16> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("thread"))
+        .collect();
+    assert!(
+        codes.iter().all(|c| *c == 202 || *c == 503),
+        "only 202 or 503: {codes:?}"
+    );
+    let accepted = codes.iter().filter(|c| **c == 202).count();
+    assert!(accepted > 0, "{codes:?}");
+    assert_eq!(
+        s.request("GET", "/healthz", None, None).status,
+        200,
+        "still serving"
+    );
+    let list = s.wait_json(
+        "/api/v1/trigger-instances?type=core.webhook&limit=1000",
+        None,
+        60,
+        |v| {
+            v.as_array().is_some_and(|a| {
+                a.len() == accepted && a.iter().all(|t| t["status"] == "processed")
+            })
+        },
+    );
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(accepted),
+        "every accepted trigger is stored"
+    );
+    s.wait_json(
+        "/api/v1/executions?action=core.noop&limit=1000",
+        None,
+        60,
+        |v| {
+            v.as_array()
+                .is_some_and(|a| a.len() == accepted && a.iter().all(done))
+        },
+    );
+}

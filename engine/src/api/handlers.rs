@@ -255,6 +255,24 @@ pub async fn list_triggers(
     )))
 }
 
+/// One trigger instance with its enforcements expanded (rule, execution, or the reason
+/// no execution was requested).
+pub async fn get_trigger(State(s): State<AppState>, Path(id): Path<String>) -> Res<J<Json>> {
+    let store = s.engine.store();
+    let t = store
+        .get_trigger(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("no trigger instance with id `{id}`")))?;
+    let mut enforcements = Vec::new();
+    for e in &t.enforcements {
+        if let Some(rec) = store.get_enforcement(e)? {
+            enforcements.push(rec);
+        }
+    }
+    let mut doc = serde_json::to_value(&t).map_err(ApiError::internal)?;
+    doc["enforcements"] = serde_json::to_value(enforcements).map_err(ApiError::internal)?;
+    Ok(J(crate::secrets::mask_json(&doc)))
+}
+
 pub async fn emit_trigger(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -83,6 +83,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/rules/{reference}", get(handlers::get_rule))
         .route("/api/v1/rules/{reference}/test", post(handlers::test_rule))
         .route("/api/v1/trigger-instances", get(handlers::list_triggers))
+        .route("/api/v1/trigger-instances/{id}", get(handlers::get_trigger))
         .route("/api/v1/sensors", get(handlers::list_sensors))
         .route("/metrics", get(handlers::metrics))
         .route_layer(middleware::from_fn_with_state(

@@ -26,6 +26,9 @@ pub struct Settings {
     /// Upper bound on task runs of one workflow unless the workflow sets its own (default 1000).
     #[serde(default)]
     pub max_task_runs: Option<u32>,
+    /// Triggers accepted but not yet evaluated before new ones get 503 (default 10000).
+    #[serde(default)]
+    pub trigger_queue: Option<usize>,
     /// How many executions run at once in `squall serve` (default 64).
     #[serde(default)]
     pub workers: Option<usize>,
