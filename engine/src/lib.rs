@@ -14,6 +14,7 @@ pub mod cli;
 pub mod content;
 pub mod executions;
 pub mod expr;
+pub mod k8s;
 pub mod metrics;
 pub mod model;
 pub mod params;

@@ -299,9 +299,11 @@ impl Engine {
             let msg = format!("unknown runner `{}`", action.meta.runner);
             return (execution, ActionOutcome::failed(msg, Json::Null));
         };
+        let content = self.content();
         let ctx = RunContext {
             execution_id: execution.id.clone(),
-            pack_config: self.content().pack_config(&action.pack),
+            pack_config: content.pack_config(&action.pack),
+            clusters: Arc::new(crate::k8s::Clusters::from_content(&content)),
             action,
             parameters,
             cancel,

@@ -654,6 +654,7 @@ mod tests {
             pack_config: json!({"region": "eu-west-1"}),
             cancel: CancellationToken::new(),
             output: OutputSink::discard(),
+            clusters: Default::default(),
         }
     }
 

@@ -28,6 +28,8 @@ pub struct RunContext {
     pub cancel: CancellationToken,
     /// Where live output goes (stored in chunks, streamed to `execution tail`).
     pub output: OutputSink,
+    /// Kubernetes clusters by name, for runners that talk to them.
+    pub clusters: Arc<crate::k8s::Clusters>,
 }
 
 /// How a runner finished.

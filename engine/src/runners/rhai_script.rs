@@ -192,6 +192,7 @@ mod tests {
             pack_config: json!({"region": "eu-west-1"}),
             cancel: CancellationToken::new(),
             output: OutputSink::new(tx),
+            clusters: Default::default(),
         };
         let o = tokio::time::timeout(Duration::from_secs(60), RhaiRunner.run(ctx))
             .await
@@ -265,6 +266,7 @@ mod tests {
             pack_config: json!({}),
             cancel: CancellationToken::new(),
             output: OutputSink::discard(),
+            clusters: Default::default(),
         };
         let o = RhaiRunner.run(ctx).await;
         assert_eq!(o.status, Status::Failed);

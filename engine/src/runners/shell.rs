@@ -587,6 +587,7 @@ mod tests {
                 pack_config: json!({}),
                 cancel: CancellationToken::new(),
                 output: OutputSink::new(tx),
+                clusters: Default::default(),
             },
             rx,
         }

@@ -48,6 +48,8 @@ pub struct SensorContext {
     pub emitter: Arc<dyn Emitter>,
     /// The store, for checkpoints.
     pub store: Arc<Store>,
+    /// Kubernetes clusters by name, for sensors that watch them.
+    pub clusters: Arc<crate::k8s::Clusters>,
 }
 
 impl SensorContext {

@@ -98,6 +98,8 @@ struct Shared {
     emitter: Arc<dyn Emitter>,
     store: Arc<Store>,
     errors: AtomicU64,
+    /// Clusters of the current content (replaced on reload).
+    clusters: Mutex<Arc<crate::k8s::Clusters>>,
 }
 
 /// Runs and supervises the sensor instances of the loaded content. Cheap to share
@@ -117,12 +119,13 @@ impl SensorManager {
     /// Start every enabled sensor of `content` with the built-in types. Must be called
     /// inside a Tokio runtime.
     pub fn start(content: &Content, emitter: Arc<dyn Emitter>, store: Arc<Store>) -> SensorManager {
-        SensorManager::start_with(
+        SensorManager::start_with_clusters(
             Registry::builtin(),
             SupervisorOptions::default(),
             &content.sensors,
             emitter,
             store,
+            Arc::new(crate::k8s::Clusters::from_content(content)),
         )
     }
 
@@ -134,12 +137,25 @@ impl SensorManager {
         emitter: Arc<dyn Emitter>,
         store: Arc<Store>,
     ) -> SensorManager {
+        SensorManager::start_with_clusters(registry, options, sensors, emitter, store, Default::default())
+    }
+
+    /// [`start_with`](Self::start_with), with the Kubernetes clusters sensors may watch.
+    pub fn start_with_clusters(
+        registry: Registry,
+        options: SupervisorOptions,
+        sensors: &BTreeMap<String, Arc<SensorInstance>>,
+        emitter: Arc<dyn Emitter>,
+        store: Arc<Store>,
+        clusters: Arc<crate::k8s::Clusters>,
+    ) -> SensorManager {
         let shared = Arc::new(Shared {
             registry,
             options,
             emitter,
             store,
             errors: AtomicU64::new(0),
+            clusters: Mutex::new(clusters),
         });
         let slots = sensors
             .values()
@@ -168,6 +184,7 @@ impl SensorManager {
     /// Apply new content: stop instances that were removed or whose spec changed, start
     /// new and changed ones, leave unchanged ones running (their counters kept).
     pub async fn reload(&self, content: &Content) {
+        *lock(&self.shared.clusters) = Arc::new(crate::k8s::Clusters::from_content(content));
         self.reload_sensors(&content.sensors).await;
     }
 
@@ -290,6 +307,7 @@ fn spawn(shared: &Arc<Shared>, s: &SensorInstance) -> Slot {
                     status: status.clone(),
                 }),
                 store: shared.store.clone(),
+                clusters: lock(&shared.clusters).clone(),
             };
             Some(tokio::spawn(supervise(
                 shared.clone(),

@@ -82,6 +82,7 @@ fn ctx(name: &str, config: Json, emitter: Arc<dyn Emitter>, store: Arc<Store>) -
         shutdown: CancellationToken::new(),
         emitter,
         store,
+        clusters: Default::default(),
     }
 }
 
