@@ -1,6 +1,7 @@
 //! Integration tests: the real `squall` binary on temporary content roots (issue 2 and up).
 
 mod harness;
+mod kube;
 mod server;
 
 mod crash;
