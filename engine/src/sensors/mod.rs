@@ -5,6 +5,7 @@
 
 pub mod cron;
 pub mod interval;
+pub mod kubernetes;
 mod supervisor;
 pub mod webhook;
 
@@ -96,11 +97,12 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The built-in types: `cron`, `interval` and `webhook`.
+    /// The built-in types: `cron`, `interval`, `kubernetes.watch` and `webhook`.
     pub fn builtin() -> Self {
         let mut r = Registry::empty();
         r.add(Arc::new(cron::CronSensor));
         r.add(Arc::new(interval::IntervalSensor));
+        r.add(Arc::new(kubernetes::KubernetesWatchSensor));
         r.add(Arc::new(webhook::WebhookSensor));
         r
     }

@@ -137,7 +137,14 @@ impl SensorManager {
         emitter: Arc<dyn Emitter>,
         store: Arc<Store>,
     ) -> SensorManager {
-        SensorManager::start_with_clusters(registry, options, sensors, emitter, store, Default::default())
+        SensorManager::start_with_clusters(
+            registry,
+            options,
+            sensors,
+            emitter,
+            store,
+            Default::default(),
+        )
     }
 
     /// [`start_with`](Self::start_with), with the Kubernetes clusters sensors may watch.

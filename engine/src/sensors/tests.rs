@@ -116,13 +116,18 @@ async fn checkpoint_round_trip_through_the_store() {
 #[test]
 fn registry_validates_types_and_prefixes_config_fields() {
     let r = Registry::builtin();
-    assert_eq!(r.kinds(), ["cron", "interval", "webhook"]);
+    assert_eq!(
+        r.kinds(),
+        ["cron", "interval", "kubernetes.watch", "webhook"]
+    );
     let spec = |kind: &str, config: Json| instance("x", kind, config, true).spec.clone();
-    let errs = r.validate(&spec("kubernetes.watch", json!({})));
+    let errs = r.validate(&spec("aws.rds.poll", json!({})));
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].0, "type");
     assert!(
-        errs[0].1.contains("cron, interval, webhook"),
+        errs[0]
+            .1
+            .contains("cron, interval, kubernetes.watch, webhook"),
         "{}",
         errs[0].1
     );
@@ -137,6 +142,10 @@ fn registry_validates_types_and_prefixes_config_fields() {
         Some("core.webhook")
     );
     assert_eq!(r.trigger_of(&spec("nope", json!({}))), None);
+    let errs = r.validate(&spec("kubernetes.watch", json!({"version": "v1"})));
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].0, "config.kind");
+    assert!(errs[0].1.starts_with("config.kind: "), "{}", errs[0].1);
 }
 
 #[tokio::test]
