@@ -341,7 +341,14 @@ fn watch_recovers_from_an_api_server_restart() {
     let row = s.wait_json("/api/v1/sensors", None, 60, |v| {
         sensor_row(v, "site.databases").is_some_and(|r| r["state"] == "running")
     });
-    assert!(sensor_row(&row, "site.databases").is_some());
+    // The outage was visible: the broken watch failed the run, which was restarted.
+    let row = sensor_row(&row, "site.databases").unwrap_or_default();
+    assert!(row["errors"].as_u64().unwrap_or(0) >= 1, "{row:#}");
+    assert!(row["restarts"].as_u64().unwrap_or(0) >= 1, "{row:#}");
+    assert!(
+        row["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{row:#}"
+    );
     assert_eq!(s.terminate(), Some(0));
 }
 
