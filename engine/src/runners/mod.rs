@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub mod http;
+pub mod kubernetes;
 pub mod noop;
 pub mod rhai_script;
 pub mod shell;
@@ -130,6 +131,9 @@ impl Registry {
         r.add(Arc::new(shell::ShellRunner));
         r.add(Arc::new(http::HttpRunner::new()));
         r.add(Arc::new(rhai_script::RhaiRunner));
+        for k in kubernetes::runners() {
+            r.add(k);
+        }
         r
     }
 

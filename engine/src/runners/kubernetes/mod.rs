@@ -1,0 +1,346 @@
+//! `kubernetes.*`: runners that act on any Kubernetes kind, found by discovery, on a
+//! cluster named in `squall.yaml` (`clusters:`).
+//!
+//! | runner | does |
+//! |---|---|
+//! | `kubernetes.get` | read one object |
+//! | `kubernetes.list` | list objects, with label and field selectors |
+//! | `kubernetes.apply` | server-side apply (field manager `squall`) of one or several objects |
+//! | `kubernetes.create` | create one or several objects |
+//! | `kubernetes.delete` | delete one object (propagation policy, optionally wait until gone) |
+//! | `kubernetes.patch` | merge, JSON or strategic-merge patch |
+//! | `kubernetes.patch_status` | merge patch of the `status` subresource |
+//! | `kubernetes.wait` | wait until a condition or a rhai predicate over the object holds |
+//! | `kubernetes.logs` | a pod's logs |
+//! | `kubernetes.run_job` | run a Job to completion (see [`job`]) |
+//!
+//! # Parameters
+//!
+//! The runners read their parameters directly (the shipped `kubernetes` pack declares them):
+//! `cluster` (a name under `clusters:`; the default cluster when absent), `api_version`
+//! (`v1`, `apps/v1`, `example.com/v1`...), `kind`, `name`, `namespace` (default `default`
+//! for namespaced kinds; for `list`, all namespaces), `label_selector`, `field_selector`.
+//! `apply` and `create` take `manifest`: an object, a list of objects, or a YAML string
+//! with one or several documents (`---`).
+//!
+//! # Results and errors
+//!
+//! The object(s) as JSON (`apiVersion` and `kind` always filled). A failure carries the API
+//! server's message with its code and reason, e.g. `pods "x" not found (404 NotFound)` or
+//! `jobs.batch is forbidden: User "limited" cannot create resource ... (403 Forbidden)`. An
+//! unknown kind fails naming it. Every runner stops when the execution is canceled.
+
+use super::{ActionOutcome, RunContext, Runner};
+use crate::k8s::{describe, namespaced, resolve};
+use crate::model::Json;
+use kube::api::{Api, DynamicObject};
+use kube::discovery::{ApiCapabilities, ApiResource};
+use kube::Client;
+use serde_json::{json, Map};
+use std::future::Future;
+use std::sync::Arc;
+
+/// A unit-struct runner named `$name` whose work is the async fn `$work(&RunContext)`.
+macro_rules! runner {
+    ($(#[$doc:meta])* $ty:ident, $name:literal, $work:path) => {
+        $(#[$doc])*
+        pub struct $ty;
+
+        #[async_trait::async_trait]
+        impl crate::runners::Runner for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            async fn run(&self, ctx: crate::runners::RunContext) -> crate::runners::ActionOutcome {
+                crate::runners::kubernetes::guarded(&ctx, $work(&ctx)).await
+            }
+        }
+    };
+}
+
+pub mod job;
+mod objects;
+mod wait;
+
+pub use job::RunJob;
+pub use objects::{Apply, Create, Delete, Get, List, Patch, PatchStatus};
+pub use wait::{Logs, Wait};
+
+/// Namespace used for namespaced kinds when none is given.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Every kubernetes runner, for [`super::Registry::builtin`].
+pub fn runners() -> Vec<Arc<dyn Runner>> {
+    vec![
+        Arc::new(Get),
+        Arc::new(List),
+        Arc::new(Apply),
+        Arc::new(Create),
+        Arc::new(Delete),
+        Arc::new(Patch),
+        Arc::new(PatchStatus),
+        Arc::new(Wait),
+        Arc::new(Logs),
+        Arc::new(RunJob),
+    ]
+}
+
+/// The result of one runner's work before it becomes an [`ActionOutcome`].
+pub(crate) type Outcome = Result<Json, String>;
+
+/// Run `work` unless the execution is canceled first.
+pub(crate) async fn guarded(
+    ctx: &RunContext,
+    work: impl Future<Output = Outcome>,
+) -> ActionOutcome {
+    tokio::select! {
+        r = work => match r {
+            Ok(v) => ActionOutcome::succeeded(v),
+            Err(e) => ActionOutcome::failed(e, Json::Null),
+        },
+        _ = ctx.cancel.cancelled() => ActionOutcome::canceled(Json::Null),
+    }
+}
+
+/// Typed access to the parameter object.
+pub(crate) struct Params<'a>(pub &'a Map<String, Json>);
+
+impl<'a> Params<'a> {
+    /// The parameters of `ctx` (an empty map when they are not an object).
+    pub fn of(ctx: &'a RunContext) -> Params<'a> {
+        static EMPTY: std::sync::OnceLock<Map<String, Json>> = std::sync::OnceLock::new();
+        Params(
+            ctx.parameters
+                .as_object()
+                .unwrap_or_else(|| EMPTY.get_or_init(Map::new)),
+        )
+    }
+
+    /// A value that is present and not null.
+    pub fn value(&self, key: &str) -> Option<&'a Json> {
+        self.0.get(key).filter(|v| !v.is_null())
+    }
+
+    /// An optional non-empty string.
+    pub fn opt_str(&self, key: &str) -> Result<Option<&'a str>, String> {
+        match self.value(key) {
+            None => Ok(None),
+            Some(Json::String(s)) if s.is_empty() => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s)),
+            Some(other) => Err(format!("parameter `{key}` must be a string, got {other}")),
+        }
+    }
+
+    /// A required non-empty string.
+    pub fn str(&self, key: &str) -> Result<&'a str, String> {
+        self.opt_str(key)?
+            .ok_or_else(|| format!("parameter `{key}` is required"))
+    }
+
+    /// A boolean, `default` when absent.
+    pub fn bool(&self, key: &str, default: bool) -> Result<bool, String> {
+        match self.value(key) {
+            None => Ok(default),
+            Some(Json::Bool(b)) => Ok(*b),
+            Some(other) => Err(format!(
+                "parameter `{key}` must be true or false, got {other}"
+            )),
+        }
+    }
+
+    /// A non-negative number, `default` when absent.
+    pub fn number(&self, key: &str, default: Option<f64>) -> Result<Option<f64>, String> {
+        match self.value(key) {
+            None => Ok(default),
+            Some(v) => match v.as_f64() {
+                Some(n) if n >= 0.0 && n.is_finite() => Ok(Some(n)),
+                _ => Err(format!(
+                    "parameter `{key}` must be a non-negative number, got {v}"
+                )),
+            },
+        }
+    }
+
+    /// A non-negative integer, when present.
+    pub fn int(&self, key: &str) -> Result<Option<i64>, String> {
+        match self.value(key) {
+            None => Ok(None),
+            Some(v) => match v.as_i64() {
+                Some(n) if n >= 0 => Ok(Some(n)),
+                _ => Err(format!(
+                    "parameter `{key}` must be a non-negative integer, got {v}"
+                )),
+            },
+        }
+    }
+}
+
+/// A resolved kind on one cluster.
+pub(crate) struct Kind {
+    /// Client of the cluster.
+    pub client: Client,
+    /// The resource found by discovery.
+    pub ar: ApiResource,
+    /// Its capabilities (scope, subresources).
+    pub caps: ApiCapabilities,
+}
+
+impl Kind {
+    /// Resolve `api_version`/`kind` on the cluster named by the `cluster` parameter.
+    pub async fn resolve(ctx: &RunContext, api_version: &str, kind: &str) -> Result<Kind, String> {
+        let client = client(ctx).await?;
+        let (ar, caps) = resolve(&client, api_version, kind).await.map_err(|e| e.0)?;
+        Ok(Kind { client, ar, caps })
+    }
+
+    /// Whether objects of this kind live in namespaces.
+    pub fn namespaced(&self) -> bool {
+        namespaced(&self.caps)
+    }
+
+    /// The API for one object: in `namespace` (else `default`) for a namespaced kind.
+    pub fn api(&self, namespace: Option<&str>) -> Api<DynamicObject> {
+        if self.namespaced() {
+            Api::namespaced_with(
+                self.client.clone(),
+                namespace.unwrap_or(DEFAULT_NAMESPACE),
+                &self.ar,
+            )
+        } else {
+            Api::all_with(self.client.clone(), &self.ar)
+        }
+    }
+
+    /// The API for listing: one namespace when given, else all of them.
+    pub fn list_api(&self, namespace: Option<&str>) -> Api<DynamicObject> {
+        match namespace {
+            Some(ns) if self.namespaced() => {
+                Api::namespaced_with(self.client.clone(), ns, &self.ar)
+            }
+            _ => Api::all_with(self.client.clone(), &self.ar),
+        }
+    }
+
+    /// `kind "name"` (with the namespace), for messages.
+    pub fn describe(&self, name: &str, namespace: Option<&str>) -> String {
+        if self.namespaced() {
+            format!(
+                "{} {name:?} in namespace {:?}",
+                self.ar.kind,
+                namespace.unwrap_or(DEFAULT_NAMESPACE)
+            )
+        } else {
+            format!("{} {name:?}", self.ar.kind)
+        }
+    }
+
+    /// `obj` as JSON with `apiVersion` and `kind` filled in (list items lack them).
+    pub fn to_json(&self, obj: &DynamicObject) -> Json {
+        let mut v = serde_json::to_value(obj).unwrap_or(Json::Null);
+        if let Some(m) = v.as_object_mut() {
+            m.insert("apiVersion".into(), json!(self.ar.api_version));
+            m.insert("kind".into(), json!(self.ar.kind));
+            if let Some(meta) = m.get_mut("metadata").and_then(Json::as_object_mut) {
+                // Bulky bookkeeping of server-side apply, rarely wanted in a result.
+                meta.remove("managedFields");
+            }
+        }
+        v
+    }
+}
+
+/// The client of the cluster named by the `cluster` parameter.
+pub(crate) async fn client(ctx: &RunContext) -> Result<Client, String> {
+    let cluster = Params::of(ctx).opt_str("cluster")?;
+    ctx.clusters.client(cluster).await.map_err(|e| e.0)
+}
+
+/// A kube error as a message with what was being done.
+pub(crate) fn api_error(doing: &str, e: &kube::Error) -> String {
+    format!("{doing}: {}", describe(e))
+}
+
+/// Whether `e` is the API server's 404.
+pub(crate) fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// The objects of a `manifest` parameter: an object, an array of objects, or a YAML (or
+/// JSON) string with one or several documents. Empty documents are skipped; each object
+/// needs `apiVersion`, `kind` and `metadata.name` (or `metadata.generateName` when
+/// `generate_name_ok`).
+pub(crate) fn manifests(value: Option<&Json>, generate_name_ok: bool) -> Result<Vec<Json>, String> {
+    let docs: Vec<Json> = match value {
+        None => return Err("parameter `manifest` is required".into()),
+        Some(Json::Object(_)) => vec![value.cloned().unwrap_or(Json::Null)],
+        Some(Json::Array(items)) => items.clone(),
+        Some(Json::String(text)) => {
+            let mut docs = Vec::new();
+            for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+                let v: Json = serde::Deserialize::deserialize(doc)
+                    .map_err(|e| format!("manifest is not valid YAML (document {}): {e}", i + 1))?;
+                if !v.is_null() {
+                    docs.push(v);
+                }
+            }
+            docs
+        }
+        Some(other) => {
+            return Err(format!(
+                "parameter `manifest` must be an object or a YAML string, got {other}"
+            ))
+        }
+    };
+    if docs.is_empty() {
+        return Err("manifest holds no object".into());
+    }
+    for (i, d) in docs.iter().enumerate() {
+        let at = if docs.len() > 1 {
+            format!("manifest document {}", i + 1)
+        } else {
+            "manifest".to_string()
+        };
+        let Some(m) = d.as_object() else {
+            return Err(format!("{at} is not an object: {d}"));
+        };
+        for key in ["apiVersion", "kind"] {
+            if !m
+                .get(key)
+                .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+            {
+                return Err(format!("{at} has no `{key}`"));
+            }
+        }
+        let meta = m.get("metadata");
+        let has = |k: &str| {
+            meta.and_then(|md| md.get(k))
+                .and_then(Json::as_str)
+                .is_some_and(|s| !s.is_empty())
+        };
+        if !has("name") && !(generate_name_ok && has("generateName")) {
+            return Err(format!(
+                "{at} ({}) has no `metadata.name`",
+                m.get("kind").and_then(Json::as_str).unwrap_or("?")
+            ));
+        }
+    }
+    Ok(docs)
+}
+
+/// `apiVersion`, `kind`, name (or generateName) and namespace of a checked manifest.
+pub(crate) fn identity(doc: &Json) -> (String, String, String, Option<String>) {
+    let s = |v: Option<&Json>| v.and_then(Json::as_str).unwrap_or_default().to_string();
+    let meta = doc.get("metadata");
+    let name = s(meta.and_then(|m| m.get("name")));
+    let name = if name.is_empty() {
+        s(meta.and_then(|m| m.get("generateName")))
+    } else {
+        name
+    };
+    let ns = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Json::as_str)
+        .map(str::to_string);
+    (s(doc.get("apiVersion")), s(doc.get("kind")), name, ns)
+}
