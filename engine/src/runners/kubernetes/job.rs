@@ -9,6 +9,10 @@
 //! unless `keep: true`. Canceling the execution (or its timeout) deletes the Job and its
 //! pods at once.
 //!
+//! An action using this runner may also give `cmd` (the container's command, run with
+//! `sh -c`, used when no `command` parameter is given) and `env`; both are templates over
+//! the parameters (`cmd: "nodetool repair -pr -h {{ host }}"`).
+//!
 //! Result: `{status: Complete|Failed, job, namespace, duration_seconds, pods, logs, reason,
 //! message}` — `logs` maps each pod name to its log text. A `Failed` Job fails the
 //! execution with the Job's reason and message (`BackoffLimitExceeded: Job has reached the
@@ -16,6 +20,7 @@
 
 use super::wait::{watch_one, Check};
 use super::{api_error, client, manifests, Params, DEFAULT_NAMESPACE};
+use crate::expr::{Template, Vars};
 use crate::model::Json;
 use crate::runners::{ActionOutcome, OutputSink, RunContext, Runner};
 use async_trait::async_trait;
@@ -167,7 +172,7 @@ async fn prepare(ctx: &RunContext) -> Result<(Job, Api<Job>), String> {
             }
             doc.clone()
         }
-        None => from_params(&p)?,
+        None => from_params(&p, &action_templates(ctx)?)?,
     };
     let ns = spec
         .pointer("/metadata/namespace")
@@ -232,19 +237,58 @@ fn strings(p: &Params<'_>, key: &str, shell: bool) -> Result<Option<Vec<String>>
     }
 }
 
-/// The Job described by the parameters.
-fn from_params(p: &Params<'_>) -> Result<Json, String> {
+/// The action's own `cmd` and `env` (templates over the parameters), rendered: an action
+/// can build the container's command from its parameters, e.g.
+/// `cmd: "nodetool repair -pr -h {{ host }}"`.
+struct Templates {
+    cmd: Option<String>,
+    env: Map<String, Json>,
+}
+
+fn action_templates(ctx: &RunContext) -> Result<Templates, String> {
+    let meta = &ctx.action.meta;
+    let params = ctx.parameters.as_object().cloned().unwrap_or_default();
+    let mut vars = Vars::from_map(&params);
+    for name in meta.parameters.keys() {
+        if !params.contains_key(name) {
+            vars.set(name, &Json::Null);
+        }
+    }
+    vars.set("params", &ctx.parameters);
+    let mut render = |field: &str, text: &str| -> Result<String, String> {
+        let t = Template::compile(&Json::String(text.to_string())).map_err(|e| format!("{field}: {e}"))?;
+        match t.render(&mut vars).map_err(|e| format!("{field}: {e}"))? {
+            Json::String(s) => Ok(s),
+            other => Ok(other.to_string()),
+        }
+    };
+    let cmd = meta.cmd.as_deref().map(|c| render("cmd", c)).transpose()?;
+    let mut env = Map::new();
+    for (k, v) in &meta.env {
+        env.insert(k.clone(), Json::String(render(&format!("env.{k}"), v)?));
+    }
+    Ok(Templates { cmd, env })
+}
+
+/// The Job described by the parameters (and the action's `cmd`/`env`).
+fn from_params(p: &Params<'_>, t: &Templates) -> Result<Json, String> {
     let image = p.str("image")?;
     let labels = string_map(p, "labels")?;
     let mut container =
         json!({"name": p.opt_str("container_name")?.unwrap_or("job"), "image": image});
-    if let Some(c) = strings(p, "command", true)? {
+    let command = match (strings(p, "command", true)?, &t.cmd) {
+        (Some(c), _) => Some(c),
+        (None, Some(cmd)) => Some(vec!["sh".into(), "-c".into(), cmd.clone()]),
+        (None, None) => None,
+    };
+    if let Some(c) = command {
         container["command"] = json!(c);
     }
     if let Some(a) = strings(p, "args", false)? {
         container["args"] = json!(a);
     }
-    let env = string_map(p, "env")?;
+    let mut env = t.env.clone();
+    env.extend(string_map(p, "env")?);
     if !env.is_empty() {
         container["env"] = Json::Array(
             env.into_iter()
