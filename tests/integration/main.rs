@@ -7,6 +7,7 @@ mod server;
 mod crash;
 mod executions;
 mod http;
+mod k8s_actions;
 mod k8s_watch;
 mod packs;
 mod remote;

@@ -256,7 +256,8 @@ fn action_templates(ctx: &RunContext) -> Result<Templates, String> {
     }
     vars.set("params", &ctx.parameters);
     let mut render = |field: &str, text: &str| -> Result<String, String> {
-        let t = Template::compile(&Json::String(text.to_string())).map_err(|e| format!("{field}: {e}"))?;
+        let t = Template::compile(&Json::String(text.to_string()))
+            .map_err(|e| format!("{field}: {e}"))?;
         match t.render(&mut vars).map_err(|e| format!("{field}: {e}"))? {
             Json::String(s) => Ok(s),
             other => Ok(other.to_string()),

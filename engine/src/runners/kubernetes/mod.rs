@@ -305,10 +305,11 @@ pub(crate) fn manifests(value: Option<&Json>, generate_name_ok: bool) -> Result<
             return Err(format!("{at} is not an object: {d}"));
         };
         for key in ["apiVersion", "kind"] {
-            if !m
+            let present = m
                 .get(key)
-                .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
-            {
+                .and_then(Json::as_str)
+                .is_some_and(|s| !s.is_empty());
+            if !present {
                 return Err(format!("{at} has no `{key}`"));
             }
         }
@@ -318,7 +319,8 @@ pub(crate) fn manifests(value: Option<&Json>, generate_name_ok: bool) -> Result<
                 .and_then(Json::as_str)
                 .is_some_and(|s| !s.is_empty())
         };
-        if !has("name") && !(generate_name_ok && has("generateName")) {
+        let named = has("name") || (generate_name_ok && has("generateName"));
+        if !named {
             return Err(format!(
                 "{at} ({}) has no `metadata.name`",
                 m.get("kind").and_then(Json::as_str).unwrap_or("?")
