@@ -31,7 +31,14 @@ impl Cluster {
     /// Start a fresh cluster whose name starts with `prefix`.
     #[track_caller]
     pub fn start(prefix: &str) -> Cluster {
-        let suffix = format!("{:x}", std::process::id() ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0));
+        let suffix = format!(
+            "{:x}",
+            std::process::id()
+                ^ std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos())
+                    .unwrap_or(0)
+        );
         let name = format!("{prefix}-{}", &suffix[..suffix.len().min(6)]);
         let out = Command::new("bash")
             .arg(script())
@@ -49,9 +56,16 @@ impl Cluster {
         let info = std::fs::read_to_string(dir.join("info.env"))
             .unwrap_or_default()
             .lines()
-            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
             .collect();
-        Cluster { kubeconfig: dir.join("kubeconfig"), name, info }
+        Cluster {
+            kubeconfig: dir.join("kubeconfig"),
+            name,
+            info,
+        }
     }
 
     /// Run `kubectl` against this cluster (as admin unless `--context` is given).
@@ -85,9 +99,18 @@ impl Cluster {
             .spawn()
             .expect("kubectl");
         use std::io::Write;
-        child.stdin.take().expect("stdin").write_all(yaml.as_bytes()).expect("write");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(yaml.as_bytes())
+            .expect("write");
         let out = child.wait_with_output().expect("kubectl");
-        assert!(out.status.success(), "kubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Stop kube-apiserver for `seconds`, then start it again (same port, same data).
@@ -99,12 +122,20 @@ impl Cluster {
             .env("SQUALL_K8S_RUN", run_dir())
             .output()
             .expect("cluster.sh");
-        assert!(out.status.success(), "restart-apiserver failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "restart-apiserver failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A `clusters:` entry for squall.yaml naming this cluster `as_name`.
     pub fn settings_entry(&self, as_name: &str) -> String {
-        format!("  {as_name}: {{kubeconfig: {}, context: {}}}\n", self.kubeconfig.display(), self.name)
+        format!(
+            "  {as_name}: {{kubeconfig: {}, context: {}}}\n",
+            self.kubeconfig.display(),
+            self.name
+        )
     }
 }
 

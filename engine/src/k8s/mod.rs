@@ -22,7 +22,10 @@ pub struct KubeError(pub String);
 /// Where a named cluster's credentials come from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Source {
-    Kubeconfig { path: Option<PathBuf>, context: Option<String> },
+    Kubeconfig {
+        path: Option<PathBuf>,
+        context: Option<String>,
+    },
     InCluster,
 }
 
@@ -43,7 +46,10 @@ pub struct Clusters {
 impl Clusters {
     /// The clusters of loaded content.
     pub fn from_content(content: &Content) -> Clusters {
-        Clusters { map: content.settings.clusters.clone(), root: content.root.clone() }
+        Clusters {
+            map: content.settings.clusters.clone(),
+            root: content.root.clone(),
+        }
     }
 
     /// A client for cluster `name` (`None`: the default cluster). Clients are cached per
@@ -53,16 +59,25 @@ impl Clusters {
     }
 }
 
-fn source(clusters: &IndexMap<String, ClusterSettings>, root: &Path, name: &str) -> Result<Source, KubeError> {
+fn source(
+    clusters: &IndexMap<String, ClusterSettings>,
+    root: &Path,
+    name: &str,
+) -> Result<Source, KubeError> {
     match clusters.get(name) {
-        Some(ClusterSettings { in_cluster: true, .. }) => Ok(Source::InCluster),
+        Some(ClusterSettings {
+            in_cluster: true, ..
+        }) => Ok(Source::InCluster),
         Some(c) => Ok(Source::Kubeconfig {
             path: c.kubeconfig.as_ref().map(|k| root.join(expand_home(k))),
             context: c.context.clone(),
         }),
         // Without a `clusters:` entry, `default` means the usual kubeconfig lookup
         // (KUBECONFIG, ~/.kube/config, then in-cluster), like kubectl.
-        None if name == DEFAULT_CLUSTER => Ok(Source::Kubeconfig { path: None, context: None }),
+        None if name == DEFAULT_CLUSTER => Ok(Source::Kubeconfig {
+            path: None,
+            context: None,
+        }),
         None => {
             let known: Vec<&str> = clusters.keys().map(String::as_str).collect();
             Err(KubeError(format!(
@@ -73,37 +88,73 @@ fn source(clusters: &IndexMap<String, ClusterSettings>, root: &Path, name: &str)
     }
 }
 
-async fn client(clusters: &IndexMap<String, ClusterSettings>, root: &Path, name: Option<&str>) -> Result<Client, KubeError> {
+async fn client(
+    clusters: &IndexMap<String, ClusterSettings>,
+    root: &Path,
+    name: Option<&str>,
+) -> Result<Client, KubeError> {
     let name = name.unwrap_or(DEFAULT_CLUSTER);
     let src = source(clusters, root, name)?;
     if let Some(c) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(&src) {
         return Ok(c.clone());
     }
     let config = match &src {
-        Source::InCluster => Config::incluster().map_err(|e| KubeError(format!("cluster `{name}`: in-cluster config: {e}")))?,
-        Source::Kubeconfig { path: Some(p), context } => {
-            let kc = Kubeconfig::read_from(p).map_err(|e| KubeError(format!("cluster `{name}`: cannot read kubeconfig {}: {e}", p.display())))?;
-            let opts = KubeConfigOptions { context: context.clone(), ..Default::default() };
+        Source::InCluster => Config::incluster()
+            .map_err(|e| KubeError(format!("cluster `{name}`: in-cluster config: {e}")))?,
+        Source::Kubeconfig {
+            path: Some(p),
+            context,
+        } => {
+            let kc = Kubeconfig::read_from(p).map_err(|e| {
+                KubeError(format!(
+                    "cluster `{name}`: cannot read kubeconfig {}: {e}",
+                    p.display()
+                ))
+            })?;
+            let opts = KubeConfigOptions {
+                context: context.clone(),
+                ..Default::default()
+            };
             Config::from_custom_kubeconfig(kc, &opts)
                 .await
-                .map_err(|e| KubeError(format!("cluster `{name}`: kubeconfig {}: {e}", p.display())))?
+                .map_err(|e| {
+                    KubeError(format!("cluster `{name}`: kubeconfig {}: {e}", p.display()))
+                })?
         }
-        Source::Kubeconfig { path: None, context } => {
-            let opts = KubeConfigOptions { context: context.clone(), ..Default::default() };
+        Source::Kubeconfig {
+            path: None,
+            context,
+        } => {
+            let opts = KubeConfigOptions {
+                context: context.clone(),
+                ..Default::default()
+            };
             match Config::from_kubeconfig(&opts).await {
                 Ok(c) => c,
-                Err(_) => Config::infer().await.map_err(|e| KubeError(format!("cluster `{name}`: no kubeconfig found and not in a cluster: {e}")))?,
+                Err(_) => Config::infer().await.map_err(|e| {
+                    KubeError(format!(
+                        "cluster `{name}`: no kubeconfig found and not in a cluster: {e}"
+                    ))
+                })?,
             }
         }
     };
-    let client = Client::try_from(config).map_err(|e| KubeError(format!("cluster `{name}`: {e}")))?;
-    cache().lock().unwrap_or_else(|e| e.into_inner()).insert(src, client.clone());
+    let client =
+        Client::try_from(config).map_err(|e| KubeError(format!("cluster `{name}`: {e}")))?;
+    cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(src, client.clone());
     Ok(client)
 }
 
 /// Find `kind` in `api_version` (`group/version`, or `v1` for the core group) on the
 /// cluster. Errors name the kind and suggest checking the CRD.
-pub async fn resolve(client: &Client, api_version: &str, kind: &str) -> Result<(ApiResource, ApiCapabilities), KubeError> {
+pub async fn resolve(
+    client: &Client,
+    api_version: &str,
+    kind: &str,
+) -> Result<(ApiResource, ApiCapabilities), KubeError> {
     let (group, version) = match api_version.split_once('/') {
         Some((g, v)) => (g.to_string(), v.to_string()),
         None => (String::new(), api_version.to_string()),
@@ -112,7 +163,12 @@ pub async fn resolve(client: &Client, api_version: &str, kind: &str) -> Result<(
         .filter(&[group.as_str()])
         .run()
         .await
-        .map_err(|e| KubeError(format!("discovery of {api_version} failed: {}", describe(&e))))?;
+        .map_err(|e| {
+            KubeError(format!(
+                "discovery of {api_version} failed: {}",
+                describe(&e)
+            ))
+        })?;
     for g in discovery.groups() {
         for (ar, caps) in g.versioned_resources(&version) {
             if ar.kind == kind {
