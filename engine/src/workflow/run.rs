@@ -280,7 +280,14 @@ impl Chain {
         self.state.cursor = Some(cursor.clone());
         self.stage_state(&mut batch);
         let t = self.engine.store().commit(batch)?;
-        self.engine.store().durable(t).await?;
+        // An idempotent child may run again after a crash, so its start need not be on disk
+        // first (its final record is); anything else must be.
+        if start
+            .as_ref()
+            .is_none_or(crate::executions::must_record_start)
+        {
+            self.engine.store().durable(t).await?;
+        }
         Ok(start.map(|p| {
             let engine = self.engine.clone();
             let cancel = self.cancel.clone();
