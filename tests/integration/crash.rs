@@ -167,8 +167,16 @@ fn interrupted_idempotent_task_runs_again_and_the_chain_completes() {
         Some(&("a".to_string(), "succeeded".to_string())),
         "{e:#}"
     );
-    assert!(tasks.contains(&("b".into(), "abandoned".into())), "{e:#}");
+    // An idempotent task's start is not flushed before it runs: after the crash it is
+    // either found interrupted (and recorded `abandoned`) or not found at all; either
+    // way it runs again and succeeds.
     assert!(tasks.contains(&("b".into(), "succeeded".into())), "{e:#}");
+    assert!(
+        tasks
+            .iter()
+            .all(|(t, s)| t != "b" || s == "succeeded" || s == "abandoned"),
+        "{e:#}"
+    );
     assert_eq!(
         tasks.last(),
         Some(&("c".to_string(), "succeeded".to_string())),
@@ -196,7 +204,8 @@ fn interrupted_top_level_actions_follow_their_idempotence() {
         "ileaf start",
     );
     assert_eq!(e["status"], "succeeded", "{e:#}");
-    assert_eq!(e["attempt"], 2, "{e:#}");
+    // Run again (a second attempt when its start reached the disk, else re-queued from its
+    // durable `scheduled` record): the log shows both starts.
     assert_eq!(count_lines(&log, "ileaf start"), 2);
 }
 
