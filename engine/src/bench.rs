@@ -168,6 +168,7 @@ async fn bench_executions(
     n: usize,
     concurrency: usize,
 ) -> Result<f64, Failure> {
+    let flushes_before = engine.store().flush_count();
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let start = Instant::now();
     let mut handles = Vec::with_capacity(n);
@@ -195,6 +196,11 @@ async fn bench_executions(
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    tracing::info!(
+        flushes = engine.store().flush_count() - flushes_before,
+        executions = n,
+        "benchmark executions done"
+    );
     if ok != n {
         return Err(Failure::Failed(format!(
             "only {ok} of {n} benchmark executions succeeded"
@@ -231,7 +237,7 @@ fn write_content(root: &Path, tasks: usize) -> Result<(), Failure> {
     std::fs::write(pack.join("pack.yaml"), "name: bench\n")?;
     std::fs::write(
         pack.join("actions/noop.yaml"),
-        "name: noop\nrunner: noop\nparameters:\n  n: {type: integer}\n",
+        "name: noop\nrunner: noop\nidempotent: true\nparameters:\n  n: {type: integer}\n",
     )?;
     std::fs::create_dir_all(pack.join("rules"))?;
     std::fs::write(

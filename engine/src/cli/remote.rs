@@ -306,7 +306,7 @@ async fn rule(f: Format, c: &Client, cmd: &RuleCmd) -> CmdResult {
                     Some(&payload),
                 )
                 .await?;
-            let action = output::cell(&doc["rule"]["action"]["action"]);
+            let action = output::cell(&doc["rule"]["action"]["ref"]);
             Ok(if output::rule_test(f, reference, &action, &report) {
                 0
             } else {

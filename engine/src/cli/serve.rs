@@ -84,15 +84,39 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode, Failure> {
         watch(service.clone(), &data_dir)
     };
     let app = crate::api::router(service.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| Failure::Failed(format!("server error: {e}")))?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
+            .await
+    });
+    tokio::select! {
+        r = &mut server => {
+            // The server ended by itself: an error.
+            let msg = match r {
+                Ok(Err(e)) => e.to_string(),
+                Ok(Ok(())) => "stopped unexpectedly".to_string(),
+                Err(e) => e.to_string(),
+            };
+            return Err(Failure::Failed(format!("server error: {msg}")));
+        }
+        _ = shutdown_signal() => {}
+    }
     eprintln!(
         "squall: shutting down; waiting up to {}s for running executions",
         args.grace
     );
+    // New requests are refused at once; open streams (execution tail) end when their
+    // executions do, which the drain below bounds by the grace period.
+    stop.cancel();
     service.shutdown(Duration::from_secs(args.grace)).await;
+    if tokio::time::timeout(Duration::from_secs(2), &mut server)
+        .await
+        .is_err()
+    {
+        server.abort();
+    }
     Ok(0)
 }
 
@@ -125,12 +149,14 @@ fn watch(service: Arc<Service>, data_dir: &Path) -> Option<notify::RecommendedWa
     let mut watcher = match notify::recommended_watcher(
         move |res: notify::Result<notify::Event>| {
             if let Ok(ev) = res {
+                // Content files, and new folders (a new pack's files may be written
+                // before the watch on its folder is in place).
                 let relevant = ev.paths.iter().any(|p| {
                     !p.starts_with(&data_dir)
-                        && matches!(
+                        && (matches!(
                             p.extension().and_then(|e| e.to_str()),
                             Some("yaml" | "yml" | "rhai" | "sh" | "py" | "json")
-                        )
+                        ) || (ev.kind.is_create() && p.is_dir()))
                 });
                 if relevant && !ev.kind.is_access() {
                     let _ = tx.send(());

@@ -156,26 +156,9 @@ impl Engine {
                     error,
                 }
             })?;
-        let now = now_rfc3339();
-        let execution = Execution {
-            id: self.new_id(),
-            action: action.reference.clone(),
-            parameters: crate::params::mask(&action.meta.parameters, &params),
-            status: Status::Running,
-            result: None,
-            error: None,
-            created_at: now.clone(),
-            started_at: Some(now),
-            finished_at: None,
-            parent: req.parent.clone(),
-            task: req.task.clone(),
-            trigger_instance: req.trigger_instance.clone(),
-            rule: req.rule.clone(),
-            attempt: req.attempt.max(1),
-            requested_by: req.requested_by.clone(),
-            item: req.item.as_ref().map(crate::secrets::mask_json),
-            children: Vec::new(),
-        };
+        let mut execution = self.record(req, &action.reference, Status::Running);
+        execution.parameters = crate::params::mask(&action.meta.parameters, &params);
+        execution.started_at = Some(execution.created_at.clone());
         Ok(Prepared {
             execution,
             parameters: params,
@@ -186,17 +169,24 @@ impl Engine {
     /// A failed record for a request that could not be prepared (a chain task whose
     /// rendered parameters are invalid must still show up as a failed child).
     pub fn failed_record(&self, req: &Request, error: &str) -> Execution {
-        let now = now_rfc3339();
+        let mut e = self.record(req, &req.action, Status::Failed);
+        e.error = Some(crate::secrets::mask_str(error));
+        e.finished_at = Some(e.created_at.clone());
+        e
+    }
+
+    /// A new record for `req` with a fresh id, created now; parameters masked by value.
+    fn record(&self, req: &Request, action: &str, status: Status) -> Execution {
         Execution {
             id: self.new_id(),
-            action: req.action.clone(),
+            action: action.to_string(),
             parameters: crate::secrets::mask_json(&req.parameters),
-            status: Status::Failed,
+            status,
             result: None,
-            error: Some(crate::secrets::mask_str(error)),
-            created_at: now.clone(),
+            error: None,
+            created_at: now_rfc3339(),
             started_at: None,
-            finished_at: Some(now),
+            finished_at: None,
             parent: req.parent.clone(),
             task: req.task.clone(),
             trigger_instance: req.trigger_instance.clone(),
@@ -223,7 +213,9 @@ impl Engine {
         let mut b = Batch::default();
         self.stage(&mut b, &p);
         let t = self.store.commit(b)?;
-        self.store.durable(t).await?;
+        if must_record_start(&p) {
+            self.store.durable(t).await?;
+        }
         self.run_prepared(p, CancellationToken::new()).await
     }
 
@@ -407,6 +399,15 @@ impl Engine {
         refresh_children(&self.store, &mut e.children)?;
         Ok(e)
     }
+}
+
+/// Whether the `running` record must be on disk before the runner starts. A
+/// non-idempotent action must not run twice, so a crash must find it `running` (and mark
+/// it abandoned). An idempotent one may run again, so losing its start record is harmless:
+/// its final record is durable, and without it recovery simply runs it again. Skipping this
+/// flush halves the disk syncs of short idempotent actions.
+pub(crate) fn must_record_start(p: &Prepared) -> bool {
+    !p.action.meta.idempotent
 }
 
 /// Update the statuses of child references from their own records.

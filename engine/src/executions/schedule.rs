@@ -79,6 +79,10 @@ impl Engine {
             p.execution.status = Status::Running;
             p.execution.started_at = Some(now_rfc3339());
             match engine.store.put_execution(Some(prev), &p.execution) {
+                Ok(t) if !super::must_record_start(&p) => {
+                    // Idempotent: recovery requeues it if this start record is lost.
+                    let _ = t;
+                }
                 Ok(t) => {
                     if let Err(e) = engine.store.durable(t).await {
                         tracing::error!(execution = %id, error = %e, "cannot record start");

@@ -144,7 +144,7 @@ impl Chain {
                 (cursor.items.as_ref().map_or(0, Vec::len), *conc)
             }
         };
-        let mut running = FuturesUnordered::new();
+        let mut running: FuturesUnordered<UnitFuture> = FuturesUnordered::new();
         // Children recorded as in flight by an earlier process.
         for (unit, child_id) in cursor.in_flight.clone() {
             match self.recover_child(&child_id).await? {
@@ -154,6 +154,9 @@ impl Chain {
                 }
                 Recovered::Rerun => {
                     cursor.in_flight.remove(&unit);
+                }
+                Recovered::Resumed(fut) => {
+                    running.push(Box::pin(async move { (unit, fut.await) }));
                 }
             }
         }
@@ -181,7 +184,7 @@ impl Chain {
                 self.state.task_runs += 1;
                 let item = cursor.items.as_ref().and_then(|i| i.get(unit)).cloned();
                 if let Some(fut) = self.start_unit(task, &mut cursor, unit, item).await? {
-                    running.push(async move { (unit, fut.await) });
+                    running.push(Box::pin(async move { (unit, fut.await) }));
                 }
             }
             let Some((unit, finished)) = running.next().await else {
@@ -277,7 +280,14 @@ impl Chain {
         self.state.cursor = Some(cursor.clone());
         self.stage_state(&mut batch);
         let t = self.engine.store().commit(batch)?;
-        self.engine.store().durable(t).await?;
+        // An idempotent child may run again after a crash, so its start need not be on disk
+        // first (its final record is); anything else must be.
+        if start
+            .as_ref()
+            .is_none_or(crate::executions::must_record_start)
+        {
+            self.engine.store().durable(t).await?;
+        }
         Ok(start.map(|p| {
             let engine = self.engine.clone();
             let cancel = self.cancel.clone();
@@ -310,13 +320,30 @@ impl Chain {
                 error: child.error,
             }));
         }
-        let idempotent = self
-            .engine
-            .content()
-            .actions
-            .get(&child.action)
-            .map(|a| a.meta.idempotent)
-            .unwrap_or(false);
+        let action = self.engine.content().actions.get(&child.action).cloned();
+        // A nested workflow is resumable like its parent: carry on from its own state.
+        if let Some(action) = action.clone().filter(|a| a.workflow.is_some()) {
+            let parameters = store
+                .sealed_params(id)?
+                .unwrap_or_else(|| child.parameters.clone());
+            crate::params::register_secrets(&action.meta.parameters, &parameters);
+            let p = crate::executions::Prepared {
+                execution: child,
+                parameters,
+                action,
+            };
+            let engine = self.engine.clone();
+            let cancel = self.cancel.clone();
+            let handle = tokio::spawn(async move { engine.run_prepared(p, cancel).await });
+            return Ok(Recovered::Resumed(Box::pin(async move {
+                handle.await.unwrap_or_else(|e| {
+                    Err(EngineError::Store(crate::store::StoreError::Io(
+                        std::io::Error::other(format!("task runner crashed: {e}")),
+                    )))
+                })
+            })));
+        }
+        let idempotent = action.map(|a| a.meta.idempotent).unwrap_or(false);
         let prev = child.status;
         child.status = Status::Abandoned;
         child.finished_at = Some(crate::model::now_rfc3339());
@@ -369,7 +396,10 @@ impl Chain {
             }
         }
         let failed = outcome.status != Status::Succeeded;
-        if let (true, Some(retry)) = (failed, &task.retry) {
+        // An abandoned task was interrupted by a crash and is not idempotent: retrying it
+        // would run it again, which is exactly what `idempotent: false` forbids.
+        let retryable = failed && outcome.status != Status::Abandoned;
+        if let (true, Some(retry)) = (retryable, &task.retry) {
             if attempt <= retry.count {
                 let delay = Duration::from_secs_f64(retry.delay.max(0.0));
                 self.state.cursor = Some(Cursor::at(&task.name, attempt + 1));
@@ -535,7 +565,10 @@ type ChildFuture = Pin<Box<dyn Future<Output = Result<Execution, EngineError>> +
 enum Recovered {
     Done(UnitOutcome),
     Rerun,
+    Resumed(ChildFuture),
 }
+
+type UnitFuture = Pin<Box<dyn Future<Output = (usize, Result<Execution, EngineError>)> + Send>>;
 
 fn task_failed(msg: String) -> TaskOutcome {
     TaskOutcome {
