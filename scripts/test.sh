@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: toolchain components, formatting, lints,
-# unit tests and the integration tests that drive the real `squall` binary.
+# the real test servers (a Kubernetes control plane), unit tests and the integration tests
+# that drive the real `squall` binary against them.
 # Usage: scripts/test.sh            (from the repository root or anywhere)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,15 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "build"
 cargo build --locked --all-targets
+
+step "test servers: Kubernetes control plane (built once from the Go module proxy, cached)"
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and etcd, cached by
+# version under ${SQUALL_CACHE:-~/.cache/squall-test-infra}; a cold build takes ~20 minutes.
+command -v openssl >/dev/null 2>&1 || { echo "openssl is needed for the test clusters' certificates" >&2; exit 1; }
+SQUALL_K8S_BIN="$(scripts/k8s/build.sh | tail -1)"
+export SQUALL_K8S_BIN
+# Clusters started by tests are stopped by the tests; this catches any a crash left behind.
+trap 'SQUALL_K8S_RUN="${TMPDIR:-/tmp}/squall-k8s-tests" scripts/k8s/cluster.sh stop-all >/dev/null 2>&1 || true' EXIT
 
 step "tests"
 cargo test --locked -- --test-threads="${SQUALL_TEST_THREADS:-2}"
