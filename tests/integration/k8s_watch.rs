@@ -397,3 +397,61 @@ fn unknown_kind_shows_in_sensor_state_and_bad_config_fails_validate() {
     }
     assert!(text.contains("UPSERTED"), "{text}");
 }
+
+/// The whole loop of issue 4's first test: a custom resource is applied, the sensor emits,
+/// a rule fires, a workflow runs and writes back with `patch_status`, and the resource's
+/// status shows it.
+#[test]
+fn a_custom_resource_gets_its_status_written_back_by_a_workflow() {
+    let c = Cluster::start("wb");
+    install_crd(&c);
+    let sq = Squall::new();
+    sq.write(
+        "squall.yaml",
+        &format!("clusters:\n{}", c.settings_entry("default")),
+    );
+    sq.write("sensors/databases.yaml", SENSOR);
+    sq.write(
+        "workflows/acknowledge.yaml",
+        "name: acknowledge\nparameters:\n  name: {type: string, required: true}\n  namespace: {type: string, required: true}\n  engine: {type: string, required: true}\nchain:\n  - name: describe\n    ref: core.echo\n    parameters: {message: \"{{ engine }} database {{ name }}\"}\n    publish: {summary: \"{{ result.stdout }}\"}\n    on-success: write_status\n  - name: write_status\n    ref: kubernetes.patch_status\n    parameters:\n      api_version: dbaas.squall.dev/v1\n      kind: Database\n      name: \"{{ name }}\"\n      namespace: \"{{ namespace }}\"\n      patch: {status: {phase: Seen, message: \"{{ summary }}\"}}\n",
+    );
+    sq.write(
+        "rules/acknowledge_databases.yaml",
+        "name: acknowledge_databases\ntrigger: kubernetes.resource\nwhen: 'trigger.event == \"ADDED\" && trigger.kind == \"Database\"'\naction:\n  ref: site.acknowledge\n  parameters:\n    name: \"{{ trigger.name }}\"\n    namespace: \"{{ trigger.namespace }}\"\n    engine: \"{{ trigger.object.spec.engine }}\"\n",
+    );
+    sq.run(&["validate"]).ok();
+    let s = Server::start(&sq);
+    c.apply(&database("orders", "small"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, out, _) = c.kubectl(&[
+            "get",
+            "database",
+            "orders",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.status.phase} {.status.message}",
+        ]);
+        if out.trim() == "Seen postgres database orders" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never written back; last: {out:?}\n{}",
+            s.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let execs = s
+        .request(
+            "GET",
+            "/api/v1/executions?action=site.acknowledge",
+            None,
+            None,
+        )
+        .json();
+    let e = &execs.as_array().expect("list")[0];
+    assert_eq!(e["status"], "succeeded", "{e:#}");
+    assert_eq!(e["rule"], "site.acknowledge_databases", "{e:#}");
+}
