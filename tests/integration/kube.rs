@@ -28,44 +28,56 @@ fn run_dir() -> PathBuf {
 }
 
 impl Cluster {
-    /// Start a fresh cluster whose name starts with `prefix`.
+    /// Start a fresh cluster whose name starts with `prefix`. Ports are picked at random
+    /// while other tests pick theirs too, so a start that loses a port race (etcd or the
+    /// API server cannot bind) is stopped and tried again under a new name, up to three
+    /// times; the test fails with every attempt's output after that.
     #[track_caller]
     pub fn start(prefix: &str) -> Cluster {
-        let suffix = format!(
-            "{:x}",
-            std::process::id()
-                ^ std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.subsec_nanos())
-                    .unwrap_or(0)
-        );
-        let name = format!("{prefix}-{}", &suffix[..suffix.len().min(6)]);
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["start", &name])
-            .env("SQUALL_K8S_RUN", run_dir())
-            .output()
-            .expect("cannot run scripts/k8s/cluster.sh");
-        assert!(
-            out.status.success(),
-            "cluster {name} did not start:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dir = run_dir().join(&name);
-        let info = std::fs::read_to_string(dir.join("info.env"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                l.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
-            .collect();
-        Cluster {
-            kubeconfig: dir.join("kubeconfig"),
-            name,
-            info,
+        let mut failures = Vec::new();
+        for attempt in 0..3 {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let suffix = format!("{:x}", std::process::id() ^ nanos ^ attempt);
+            let name = format!("{prefix}-{}", &suffix[..suffix.len().min(6)]);
+            let out = Command::new("bash")
+                .arg(script())
+                .args(["start", &name])
+                .env("SQUALL_K8S_RUN", run_dir())
+                .output()
+                .expect("cannot run scripts/k8s/cluster.sh");
+            let dir = run_dir().join(&name);
+            if out.status.success() {
+                let info = std::fs::read_to_string(dir.join("info.env"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| {
+                        l.split_once('=')
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                    })
+                    .collect();
+                return Cluster {
+                    kubeconfig: dir.join("kubeconfig"),
+                    name,
+                    info,
+                };
+            }
+            failures.push(format!(
+                "attempt {} ({name}):\n{}\n{}",
+                attempt + 1,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+            let _ = Command::new("bash")
+                .arg(script())
+                .args(["stop", &name])
+                .env("SQUALL_K8S_RUN", run_dir())
+                .output();
+            let _ = std::fs::remove_dir_all(&dir);
         }
+        panic!("no cluster could be started:\n{}", failures.join("\n"));
     }
 
     /// Run `kubectl` against this cluster (as admin unless `--context` is given).
