@@ -543,40 +543,22 @@ fn bad_input_gives_clear_errors() {
         "{err}"
     );
 
-    let e = run(
+    apply_fails_with(
         &sq,
-        &[
-            "kubernetes.apply",
-            "manifest=apiVersion: v1\nkind: [ConfigMap\n",
-        ],
+        "manifest=apiVersion: v1\nkind: [ConfigMap\n",
+        "not valid YAML",
     );
-    assert_eq!(e["status"], "failed", "{e}");
-    assert!(
-        e["error"].as_str().unwrap_or("").contains("not valid YAML"),
-        "{e}"
-    );
-    let e = run(
+    apply_fails_with(
         &sq,
-        &[
-            "kubernetes.apply",
-            "manifest=apiVersion: v1\nkind: ConfigMap\ndata: {a: b}\n",
-        ],
-    );
-    assert_eq!(e["status"], "failed", "{e}");
-    assert!(
-        e["error"].as_str().unwrap_or("").contains("metadata.name"),
-        "{e}"
+        "manifest=apiVersion: v1\nkind: ConfigMap\ndata: {a: b}\n",
+        "metadata.name",
     );
     // The API server's own validation (422).
-    let e = run(
+    apply_fails_with(
         &sq,
-        &[
-            "kubernetes.apply",
-            "manifest=apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Not_Valid}\n",
-        ],
+        "manifest=apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Not_Valid}\n",
+        "422",
     );
-    assert_eq!(e["status"], "failed", "{e}");
-    assert!(e["error"].as_str().unwrap_or("").contains("422"), "{e}");
 
     // The read-only user may read but not write.
     let e = run(
@@ -618,4 +600,13 @@ fn bad_input_gives_clear_errors() {
             .contains("`nowhere` is not configured"),
         "{e}"
     );
+}
+
+/// `kubernetes.apply` with `manifest_arg` fails with an error containing `needle`.
+#[track_caller]
+fn apply_fails_with(sq: &Squall, manifest_arg: &str, needle: &str) {
+    let e = run(sq, &["kubernetes.apply", manifest_arg]);
+    assert_eq!(e["status"], "failed", "{e}");
+    let err = e["error"].as_str().unwrap_or("");
+    assert!(err.contains(needle), "expected {needle:?} in: {e}");
 }

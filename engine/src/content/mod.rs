@@ -219,6 +219,27 @@ pub(crate) struct Loader {
     pub(crate) sources: BTreeMap<String, SourceFile>,
 }
 
+/// What the loader needs to know of every object file: its name and declared pack.
+trait PackObject {
+    fn name(&self) -> &str;
+    fn pack(&self) -> Option<&String>;
+}
+
+macro_rules! pack_object {
+    ($($t:ty),*) => {$(
+        impl PackObject for $t {
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn pack(&self) -> Option<&String> {
+                self.pack.as_ref()
+            }
+        }
+    )*};
+}
+
+pack_object!(ActionMeta, WorkflowSpec, RuleSpec, SensorSpec);
+
 /// `*.yaml` / `*.yml` files of `dir`, sorted; nothing when the folder does not exist.
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = match std::fs::read_dir(dir) {
@@ -458,17 +479,27 @@ impl Loader {
             .insert(action.reference.clone(), Arc::new(action));
     }
 
-    fn action_file(&mut self, path: &Path, pack: &str) {
-        let Some(sf) = self.read(path) else { return };
-        let Some(meta) = self.typed::<ActionMeta>(&sf) else {
-            return;
-        };
-        let Some(pack) = self.owner(&sf, Some(pack), meta.pack.as_ref()) else {
-            return;
-        };
-        if !self.check_name(&sf, &meta.name) {
-            return;
+    /// Read one object file: parse, type, find its pack (the enclosing pack, or the
+    /// file's `pack:`, default `site`) and check its name. Problems become diagnostics.
+    fn object<T: serde::de::DeserializeOwned + PackObject>(
+        &mut self,
+        path: &Path,
+        folder_pack: Option<&str>,
+    ) -> Option<(SourceFile, T, String)> {
+        let sf = self.read(path)?;
+        let obj = self.typed::<T>(&sf)?;
+        let pack = self.owner(&sf, folder_pack, obj.pack())?;
+        if !self.check_name(&sf, obj.name()) {
+            return None;
         }
+        self.ensure_site_pack(&pack);
+        Some((sf, obj, pack))
+    }
+
+    fn action_file(&mut self, path: &Path, pack: &str) {
+        let Some((sf, meta, pack)) = self.object::<ActionMeta>(path, Some(pack)) else {
+            return;
+        };
         for (field, msg) in crate::params::check_schema(&meta.parameters) {
             self.diags
                 .push(sf.diag(&format!("parameters.{field}"), msg));
@@ -485,17 +516,9 @@ impl Loader {
     }
 
     fn workflow_file(&mut self, path: &Path, pack: Option<&str>) {
-        let Some(sf) = self.read(path) else { return };
-        let Some(spec) = self.typed::<WorkflowSpec>(&sf) else {
+        let Some((sf, spec, pack)) = self.object::<WorkflowSpec>(path, pack) else {
             return;
         };
-        let Some(pack) = self.owner(&sf, pack, spec.pack.as_ref()) else {
-            return;
-        };
-        if !self.check_name(&sf, &spec.name) {
-            return;
-        }
-        self.ensure_site_pack(&pack);
         for (field, msg) in crate::params::check_schema(&spec.parameters) {
             self.diags
                 .push(sf.diag(&format!("parameters.{field}"), msg));
@@ -504,32 +527,16 @@ impl Loader {
     }
 
     fn rule_file(&mut self, path: &Path, pack: Option<&str>) {
-        let Some(sf) = self.read(path) else { return };
-        let Some(spec) = self.typed::<RuleSpec>(&sf) else {
+        let Some((sf, spec, pack)) = self.object::<RuleSpec>(path, pack) else {
             return;
         };
-        let Some(pack) = self.owner(&sf, pack, spec.pack.as_ref()) else {
-            return;
-        };
-        if !self.check_name(&sf, &spec.name) {
-            return;
-        }
-        self.ensure_site_pack(&pack);
         self.pending_rules.push((sf, spec, pack));
     }
 
     fn sensor_file(&mut self, path: &Path, pack: Option<&str>) {
-        let Some(sf) = self.read(path) else { return };
-        let Some(spec) = self.typed::<SensorSpec>(&sf) else {
+        let Some((sf, spec, pack)) = self.object::<SensorSpec>(path, pack) else {
             return;
         };
-        let Some(pack) = self.owner(&sf, pack, spec.pack.as_ref()) else {
-            return;
-        };
-        if !self.check_name(&sf, &spec.name) {
-            return;
-        }
-        self.ensure_site_pack(&pack);
         let reference = format!("{pack}.{}", spec.name);
         if let Some(prev) = self.sensors.get(&reference) {
             let msg = format!(
