@@ -3,6 +3,7 @@
 mod harness;
 mod kube;
 mod server;
+mod servers;
 
 mod crash;
 mod executions;
@@ -15,6 +16,7 @@ mod rules;
 mod run;
 mod secrets;
 mod serve;
+mod servers_smoke;
 mod store;
 mod validate;
 mod workflows;
