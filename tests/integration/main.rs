@@ -6,6 +6,7 @@ mod server;
 mod servers;
 
 mod crash;
+mod dbaas;
 mod executions;
 mod http;
 mod k8s_actions;
