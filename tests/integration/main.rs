@@ -3,7 +3,10 @@
 mod harness;
 mod kube;
 mod server;
+mod servers;
 
+mod aws_rds;
+mod aws_sensor;
 mod crash;
 mod executions;
 mod http;

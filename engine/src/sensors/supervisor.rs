@@ -326,6 +326,7 @@ fn spawn(shared: &Arc<Shared>, s: &SensorInstance) -> Slot {
     let cancel = CancellationToken::new();
     let task = match sensor {
         Some(sensor) if s.spec.enabled => {
+            let clusters = lock(&shared.env).clusters.clone();
             let ctx = SensorContext {
                 name: s.reference.clone(),
                 trigger,
@@ -336,7 +337,7 @@ fn spawn(shared: &Arc<Shared>, s: &SensorInstance) -> Slot {
                     status: status.clone(),
                 }),
                 store: shared.store.clone(),
-                clusters: lock(&shared.env).clusters.clone(),
+                clusters,
                 pack_config: pack_config(shared, s),
             };
             Some(tokio::spawn(supervise(

@@ -121,7 +121,7 @@ pub async fn find(aws: &Aws, id: &str) -> Result<Option<DbInstance>, String> {
     {
         Ok(out) => Ok(out.db_instances().first().cloned()),
         Err(e) if error_code(&e) == Some(NOT_FOUND) => Ok(None),
-        Err(e) => Err(describe_error(&e, &aws, "RDS")),
+        Err(e) => Err(describe_error(&e, aws, "RDS")),
     }
 }
 
@@ -137,7 +137,7 @@ pub async fn list(aws: &Aws, filters: &[Filter]) -> Result<Vec<DbInstance>, Stri
             .set_marker(marker.take())
             .send()
             .await
-            .map_err(|e| describe_error(&e, &aws, "RDS"))?;
+            .map_err(|e| describe_error(&e, aws, "RDS"))?;
         out.extend(page.db_instances().iter().cloned());
         match page.marker() {
             Some(m) if !m.is_empty() => marker = Some(m.to_string()),

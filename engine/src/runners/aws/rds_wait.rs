@@ -1,6 +1,6 @@
 //! `aws.rds.wait_db_instance`: poll an instance until it reaches a status (or is gone),
-//! with exponential backoff, progress lines in the execution's output, a timeout, and an
-//! immediate failure on a status it cannot come back from.
+//! after an optional `delay`, with exponential backoff, progress lines in the execution's
+//! output, a timeout, and an immediate failure on a status it cannot come back from.
 
 use super::rds::{find, status_of, summary};
 use super::{clients, Outcome, Params};
@@ -107,12 +107,22 @@ async fn wait(ctx: &RunContext) -> Outcome {
     let max_interval = p
         .number("max_interval", Some(DEFAULT_MAX_INTERVAL))?
         .unwrap_or(DEFAULT_MAX_INTERVAL);
+    let delay = p.number("delay", Some(0.0))?.unwrap_or(0.0);
     if interval <= 0.0 || max_interval <= 0.0 {
         return Err("`interval` and `max_interval` must be greater than zero".into());
     }
     let aws = clients(ctx).await?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(timeout);
+    if delay > 0.0 {
+        // Right after a modify RDS still says `available` for a moment: a first check
+        // at once would end the wait before the change even started.
+        ctx.output.emit(
+            "progress",
+            format!("{id}: first status check in {delay} s\n"),
+        );
+        sleep_or_cancel(ctx, Duration::from_secs_f64(delay), deadline).await?;
+    }
     let mut delays = Backoff::new(interval, max_interval);
     let mut last: Option<String> = None;
     let mut last_line = started;
