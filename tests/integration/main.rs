@@ -18,6 +18,7 @@ mod rules;
 mod run;
 mod secrets;
 mod serve;
+mod servers_smoke;
 mod store;
 mod validate;
 mod workflows;
