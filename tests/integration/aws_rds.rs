@@ -3,9 +3,8 @@
 //! no password anywhere Squall writes.
 
 use crate::harness::{copy_dir, repo, Squall};
-use crate::servers::Moto;
+use crate::servers::{http, Moto};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
 
 /// The static secret key of the test account (registered as a secret by the pack).
 pub const SECRET_KEY: &str = "moto-secret-key-for-squall";
@@ -62,15 +61,17 @@ fn fails(sq: &Squall, reference: &str, args: &[&str]) -> String {
 /// One query-API call to moto, unsigned (moto routes by the credential scope and does
 /// not check signatures): the response body.
 pub fn moto_query(endpoint: &str, service: &str, query: &str) -> String {
-    let addr = endpoint.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to moto");
-    let req = format!(
-        "GET /?{query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: AWS4-HMAC-SHA256 Credential=testing/20260101/eu-west-1/{service}/aws4_request, SignedHeaders=host, Signature=00\r\n\r\n"
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential=testing/20260101/eu-west-1/{service}/aws4_request, SignedHeaders=host, Signature=00"
     );
-    s.write_all(req.as_bytes()).expect("send");
-    let mut body = String::new();
-    s.read_to_string(&mut body).expect("read");
-    body
+    let r = http(
+        "GET",
+        &format!("{endpoint}/?{query}"),
+        &[("Authorization", auth.as_str())],
+        None,
+    );
+    assert_eq!(r.status, 200, "{query}: {}", r.body);
+    r.body
 }
 
 /// Whether moto holds the DB snapshot `id`.
