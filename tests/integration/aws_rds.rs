@@ -339,4 +339,27 @@ fn sts_assume_role_masks_the_secret_parts() {
     let stored = sq.get(rec["id"].as_str().unwrap_or_default());
     assert_eq!(stored["result"]["secret_access_key"], "********");
     assert_eq!(stored["result"]["session_token"], "********");
+
+    // An account that assumes a role for every call: moto files what the assumed
+    // credentials create under the role's AWS account, which proves they were used.
+    let role = "arn:aws:iam::111122223333:role/ops";
+    sq.write(
+        "config/aws.yaml",
+        &format!(
+            "default_account: ops\naccounts:\n  ops:\n    region: eu-west-1\n    access_key_id: testing\n    secret_access_key: {SECRET_KEY}\n    role_arn: {role}\n    external_id: ext-42\n    session_name: squall-ops\n    endpoint_url: {}\n",
+            moto.endpoint
+        ),
+    );
+    let pw = format!("master_password={PASSWORD}");
+    let created = ok(
+        &sq,
+        "aws.rds_create_db_instance",
+        &["identifier=assumed", "engine=postgres", &pw],
+    );
+    assert_eq!(
+        created["arn"], "arn:aws:rds:eu-west-1:111122223333:db:assumed",
+        "{created:#}"
+    );
+    sq.assert_data_lacks(SECRET_KEY);
+    sq.assert_data_lacks(PASSWORD);
 }
