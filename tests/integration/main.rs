@@ -5,6 +5,8 @@ mod kube;
 mod server;
 mod servers;
 
+mod aws_rds;
+mod aws_sensor;
 mod crash;
 mod dbaas;
 mod executions;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod aws;
 pub mod http;
 pub mod kubernetes;
 pub mod noop;
@@ -133,6 +134,9 @@ impl Registry {
         r.add(Arc::new(rhai_script::RhaiRunner));
         for k in kubernetes::runners() {
             r.add(k);
+        }
+        for a in aws::runners() {
+            r.add(a);
         }
         r
     }

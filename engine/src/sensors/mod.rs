@@ -3,6 +3,7 @@
 //! [`Registry`]; a sensor instance's `type:` picks one. [`SensorContext`] gives a sensor
 //! what it needs: its config, a way to emit, a persisted checkpoint and a shutdown signal.
 
+pub mod aws_rds;
 pub mod cron;
 pub mod interval;
 pub mod kubernetes;
@@ -51,6 +52,32 @@ pub struct SensorContext {
     pub store: Arc<Store>,
     /// Kubernetes clusters by name, for sensors that watch them.
     pub clusters: Arc<crate::k8s::Clusters>,
+    /// The configuration of the pack named by the type's [`Sensor::config_pack`]
+    /// (`config/<pack>.yaml`, defaults filled), `{}` when it names none.
+    pub pack_config: Json,
+}
+
+/// What sensors may read from the loaded content besides their own `config:`.
+#[derive(Clone, Default)]
+pub struct SensorEnv {
+    /// Kubernetes clusters by name (`clusters:` in squall.yaml).
+    pub clusters: Arc<crate::k8s::Clusters>,
+    /// Pack configurations by pack name.
+    pub pack_configs: BTreeMap<String, Json>,
+}
+
+impl SensorEnv {
+    /// The clusters and pack configurations of loaded content.
+    pub fn from_content(content: &crate::content::Content) -> SensorEnv {
+        SensorEnv {
+            clusters: Arc::new(crate::k8s::Clusters::from_content(content)),
+            pack_configs: content
+                .packs
+                .iter()
+                .map(|(name, p)| (name.clone(), p.config.clone()))
+                .collect(),
+        }
+    }
 }
 
 impl SensorContext {
@@ -85,6 +112,12 @@ pub trait Sensor: Send + Sync {
     /// Problems with an instance's `config:`, as `(field path under config, message)`.
     fn validate(&self, config: &Json) -> Vec<(String, String)>;
 
+    /// The pack whose configuration (`config/<pack>.yaml`) this type reads, handed to it
+    /// as [`SensorContext::pack_config`] (`aws.rds.poll` reads the `aws` pack's accounts).
+    fn config_pack(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Run until `ctx.shutdown` fires (then return `Ok`). An `Err` makes the supervisor
     /// restart the sensor with backoff and show the error in `squall sensor list`.
     async fn run(&self, ctx: SensorContext) -> Result<(), SensorError>;
@@ -97,9 +130,11 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The built-in types: `cron`, `interval`, `kubernetes.watch` and `webhook`.
+    /// The built-in types: `aws.rds.poll`, `cron`, `interval`, `kubernetes.watch` and
+    /// `webhook`.
     pub fn builtin() -> Self {
         let mut r = Registry::empty();
+        r.add(Arc::new(aws_rds::AwsRdsPollSensor));
         r.add(Arc::new(cron::CronSensor));
         r.add(Arc::new(interval::IntervalSensor));
         r.add(Arc::new(kubernetes::KubernetesWatchSensor));

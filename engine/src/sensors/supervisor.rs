@@ -7,7 +7,7 @@
 //! up, and after a backoff (1 s, 2 s, 4 s … at most 60 s; back to 1 s once a run lasted
 //! 60 s) the sensor is started again and `restarts` goes up.
 
-use super::{Emitter, Registry, Sensor, SensorContext};
+use super::{Emitter, Registry, Sensor, SensorContext, SensorEnv};
 use crate::content::{Content, Sensor as SensorInstance};
 use crate::model::Json;
 use crate::store::Store;
@@ -98,8 +98,8 @@ struct Shared {
     emitter: Arc<dyn Emitter>,
     store: Arc<Store>,
     errors: AtomicU64,
-    /// Clusters of the current content (replaced on reload).
-    clusters: Mutex<Arc<crate::k8s::Clusters>>,
+    /// Clusters and pack configurations of the current content (replaced on reload).
+    env: Mutex<SensorEnv>,
 }
 
 /// Runs and supervises the sensor instances of the loaded content. Cheap to share
@@ -119,13 +119,13 @@ impl SensorManager {
     /// Start every enabled sensor of `content` with the built-in types. Must be called
     /// inside a Tokio runtime.
     pub fn start(content: &Content, emitter: Arc<dyn Emitter>, store: Arc<Store>) -> SensorManager {
-        SensorManager::start_with_clusters(
+        SensorManager::start_with_env(
             Registry::builtin(),
             SupervisorOptions::default(),
             &content.sensors,
             emitter,
             store,
-            Arc::new(crate::k8s::Clusters::from_content(content)),
+            SensorEnv::from_content(content),
         )
     }
 
@@ -137,24 +137,25 @@ impl SensorManager {
         emitter: Arc<dyn Emitter>,
         store: Arc<Store>,
     ) -> SensorManager {
-        SensorManager::start_with_clusters(
+        SensorManager::start_with_env(
             registry,
             options,
             sensors,
             emitter,
             store,
-            Default::default(),
+            SensorEnv::default(),
         )
     }
 
-    /// [`start_with`](Self::start_with), with the Kubernetes clusters sensors may watch.
-    pub fn start_with_clusters(
+    /// [`start_with`](Self::start_with), with the clusters and pack configurations
+    /// sensors may read.
+    pub fn start_with_env(
         registry: Registry,
         options: SupervisorOptions,
         sensors: &BTreeMap<String, Arc<SensorInstance>>,
         emitter: Arc<dyn Emitter>,
         store: Arc<Store>,
-        clusters: Arc<crate::k8s::Clusters>,
+        env: SensorEnv,
     ) -> SensorManager {
         let shared = Arc::new(Shared {
             registry,
@@ -162,7 +163,7 @@ impl SensorManager {
             emitter,
             store,
             errors: AtomicU64::new(0),
-            clusters: Mutex::new(clusters),
+            env: Mutex::new(env),
         });
         let slots = sensors
             .values()
@@ -188,10 +189,11 @@ impl SensorManager {
         self.shared.errors.load(Ordering::Relaxed)
     }
 
-    /// Apply new content: stop instances that were removed or whose spec changed, start
-    /// new and changed ones, leave unchanged ones running (their counters kept).
+    /// Apply new content: stop instances that were removed or whose spec (or the pack
+    /// configuration their type reads) changed, start new and changed ones, leave
+    /// unchanged ones running (their counters kept).
     pub async fn reload(&self, content: &Content) {
-        *lock(&self.shared.clusters) = Arc::new(crate::k8s::Clusters::from_content(content));
+        *lock(&self.shared.env) = SensorEnv::from_content(content);
         self.reload_sensors(&content.sensors).await;
     }
 
@@ -203,7 +205,11 @@ impl SensorManager {
             let mut slots = lock(&self.slots);
             let keep: Vec<String> = slots
                 .iter()
-                .filter(|(name, slot)| sensors.get(*name).is_some_and(|s| spec_key(s) == slot.spec))
+                .filter(|(name, slot)| {
+                    sensors
+                        .get(*name)
+                        .is_some_and(|s| spec_key(&self.shared, s) == slot.spec)
+                })
                 .map(|(name, _)| name.clone())
                 .collect();
             let old = std::mem::take(&mut *slots);
@@ -255,8 +261,24 @@ impl Drop for SensorManager {
     }
 }
 
-fn spec_key(s: &SensorInstance) -> String {
-    serde_json::to_string(&s.spec).unwrap_or_default()
+/// The configuration of the pack `s`'s type reads (`{}` when none).
+fn pack_config(shared: &Shared, s: &SensorInstance) -> Json {
+    shared
+        .registry
+        .get(&s.spec.kind)
+        .and_then(|t| t.config_pack())
+        .and_then(|pack| lock(&shared.env).pack_configs.get(pack).cloned())
+        .unwrap_or_else(|| serde_json::json!({}))
+}
+
+/// What identifies a running instance: its spec and the pack configuration it reads, so
+/// that a changed `config/<pack>.yaml` restarts the sensors using it.
+fn spec_key(shared: &Shared, s: &SensorInstance) -> String {
+    format!(
+        "{}\n{}",
+        serde_json::to_string(&s.spec).unwrap_or_default(),
+        pack_config(shared, s)
+    )
 }
 
 async fn stop_task<T>(mut task: JoinHandle<T>, grace: Duration) {
@@ -304,6 +326,7 @@ fn spawn(shared: &Arc<Shared>, s: &SensorInstance) -> Slot {
     let cancel = CancellationToken::new();
     let task = match sensor {
         Some(sensor) if s.spec.enabled => {
+            let clusters = lock(&shared.env).clusters.clone();
             let ctx = SensorContext {
                 name: s.reference.clone(),
                 trigger,
@@ -314,7 +337,8 @@ fn spawn(shared: &Arc<Shared>, s: &SensorInstance) -> Slot {
                     status: status.clone(),
                 }),
                 store: shared.store.clone(),
-                clusters: lock(&shared.clusters).clone(),
+                clusters,
+                pack_config: pack_config(shared, s),
             };
             Some(tokio::spawn(supervise(
                 shared.clone(),
@@ -326,7 +350,7 @@ fn spawn(shared: &Arc<Shared>, s: &SensorInstance) -> Slot {
         _ => None,
     };
     Slot {
-        spec: spec_key(s),
+        spec: spec_key(shared, s),
         status,
         cancel,
         task,

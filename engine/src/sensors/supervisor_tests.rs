@@ -161,7 +161,7 @@ async fn disabled_and_unknown_sensors_are_listed_not_run() {
     let f = fixture();
     let m = f.start(&[
         instance("off", "test", json!({}), false),
-        instance("alien", "aws.rds.poll", json!({}), true),
+        instance("alien", "azure.sql.poll", json!({}), true),
     ]);
     assert_eq!(status(&m, "site.off").state, SensorState::Disabled);
     let alien = status(&m, "site.alien");

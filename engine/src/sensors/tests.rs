@@ -83,6 +83,7 @@ fn ctx(name: &str, config: Json, emitter: Arc<dyn Emitter>, store: Arc<Store>) -
         emitter,
         store,
         clusters: Default::default(),
+        pack_config: json!({}),
     }
 }
 
@@ -118,16 +119,22 @@ fn registry_validates_types_and_prefixes_config_fields() {
     let r = Registry::builtin();
     assert_eq!(
         r.kinds(),
-        ["cron", "interval", "kubernetes.watch", "webhook"]
+        [
+            "aws.rds.poll",
+            "cron",
+            "interval",
+            "kubernetes.watch",
+            "webhook"
+        ]
     );
     let spec = |kind: &str, config: Json| instance("x", kind, config, true).spec.clone();
-    let errs = r.validate(&spec("aws.rds.poll", json!({})));
+    let errs = r.validate(&spec("azure.sql.poll", json!({})));
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].0, "type");
     assert!(
         errs[0]
             .1
-            .contains("cron, interval, kubernetes.watch, webhook"),
+            .contains("aws.rds.poll, cron, interval, kubernetes.watch, webhook"),
         "{}",
         errs[0].1
     );
