@@ -120,9 +120,11 @@ impl Endpoint {
             None | Some(Json::Null) => Duration::from_secs(10),
             Some(v) => match v.as_f64() {
                 Some(t) if t > 0.0 && t.is_finite() && t < 1e9 => Duration::from_secs_f64(t),
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "config/{pack}.yaml: `timeout` must be a positive number of seconds, not {v}"
-                )),
+                ))
+                }
             },
         };
         Ok(Endpoint {

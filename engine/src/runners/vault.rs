@@ -317,14 +317,17 @@ fn approle(v: &Json) -> Result<Auth, String> {
     })
 }
 
-/// Vault's `errors` joined with `; ` (else the body's text).
+/// Vault's `errors` joined with `; ` (empty for a JSON reply without them; the body's
+/// text when it is not JSON, e.g. from a proxy).
 fn errors(reply: &Reply) -> String {
-    match reply.json().get("errors").and_then(Json::as_array) {
+    let body = reply.json();
+    match body.get("errors").and_then(Json::as_array) {
         Some(list) => list
             .iter()
             .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string))
             .collect::<Vec<_>>()
             .join("; "),
+        None if body.is_object() => String::new(),
         None => {
             let mut t = reply.text();
             if t.len() > 300 {
