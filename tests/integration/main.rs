@@ -2,8 +2,11 @@
 
 mod harness;
 mod kube;
+mod kv_support;
 mod server;
+mod servers;
 
+mod consul_kv;
 mod crash;
 mod executions;
 mod http;
@@ -17,4 +20,5 @@ mod secrets;
 mod serve;
 mod store;
 mod validate;
+mod vault_kv;
 mod workflows;
