@@ -117,6 +117,15 @@ fn put_get_recurse_keys_and_delete() {
     );
     assert_eq!(r["keys"], json!(["app/db/cfg", "app/db/host", "app/motd"]));
 
+    // An empty prefix is every key.
+    let r = ok(
+        &sq,
+        &env,
+        &["consul.kv_get", "key=", "keys=true", "separator=/"],
+        &mut outs,
+    );
+    assert_eq!(r["keys"], json!(["app/"]));
+
     // Missing: found false, unless required.
     let r = ok(&sq, &env, &["consul.kv_get", "key=app/nope"], &mut outs);
     assert_eq!(r["found"], false);

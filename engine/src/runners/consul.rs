@@ -111,7 +111,13 @@ impl Consul {
 
     /// `/v1/kv/<key>` with `dc` and the given query pairs.
     fn kv_url(&self, key: &str, query: &[(&str, Option<String>)]) -> Url {
-        let mut url = self.endpoint.url(&["v1", "kv"], key);
+        // An empty key (every key, with `recurse`/`keys`) is `/v1/kv/`.
+        let fixed: &[&str] = if key.is_empty() {
+            &["v1", "kv", ""]
+        } else {
+            &["v1", "kv"]
+        };
+        let mut url = self.endpoint.url(fixed, key);
         {
             let mut q = url.query_pairs_mut();
             if let Some(dc) = &self.datacenter {

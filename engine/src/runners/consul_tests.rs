@@ -147,6 +147,8 @@ async fn get_recurse_and_keys_shape_their_results() {
     let seen = fake.seen();
     assert_eq!(seen[0].target, "/v1/kv/app/?recurse");
     assert_eq!(seen[1].target, "/v1/kv/app/?keys&separator=%2F");
+    run(&KvGet, &fake, json!({"key": "", "keys": true})).await;
+    assert_eq!(fake.seen()[2].target, "/v1/kv/?keys");
     let out = run(
         &KvGet,
         &fake,
