@@ -250,9 +250,7 @@ pub fn validate(schema: &Schema, given: &Json) -> Result<Json, ParamError> {
                 e
             }
         })?;
-        if spec.secret {
-            crate::secrets::register_json(&value);
-        }
+        register_spec(spec, &value);
         out.insert(name.clone(), value);
     }
     Ok(Json::Object(out))
@@ -262,28 +260,74 @@ pub fn validate(schema: &Schema, given: &Json) -> Result<Json, ParamError> {
 /// parameters read back from the store).
 pub fn register_secrets(schema: &Schema, params: &Json) {
     for (name, spec) in schema {
-        if let (true, Some(v)) = (spec.secret, params.get(name)) {
-            crate::secrets::register_json(v);
+        if let Some(v) = params.get(name) {
+            register_spec(spec, v);
         }
     }
 }
 
-/// Copy of `params` with every `secret: true` parameter replaced by the mask (and any
-/// other known secret value masked too).
+/// Register `value` as secret when `spec` says so, and the parts of it that nested specs
+/// (`properties`, `items`) mark `secret: true`.
+fn register_spec(spec: &ParamSpec, value: &Json) {
+    if spec.secret {
+        crate::secrets::register_json(value);
+        return;
+    }
+    match value {
+        Json::Object(map) => {
+            for (k, s) in spec.properties.iter().flatten() {
+                if let Some(v) = map.get(k) {
+                    register_spec(s, v);
+                }
+            }
+        }
+        Json::Array(items) => {
+            if let Some(s) = &spec.items {
+                items.iter().for_each(|v| register_spec(s, v));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Copy of `params` with every `secret: true` parameter replaced by the mask — a whole
+/// object or array when the parameter is one, and nested `properties`/`items` marked
+/// secret too — and any other known secret value masked.
 pub fn mask(schema: &Schema, params: &Json) -> Json {
     let mut masked = params.clone();
     if let Json::Object(map) = &mut masked {
         for (name, spec) in schema {
-            if spec.secret {
-                if let Some(v) = map.get_mut(name) {
-                    if !v.is_null() {
-                        *v = Json::String(MASK.into());
-                    }
-                }
+            if let Some(v) = map.get_mut(name) {
+                mask_spec(spec, v);
             }
         }
     }
     crate::secrets::mask_json(&masked)
+}
+
+/// Replace the parts of `value` that `spec` marks secret with the mask.
+fn mask_spec(spec: &ParamSpec, value: &mut Json) {
+    if spec.secret {
+        if !value.is_null() {
+            *value = Json::String(MASK.into());
+        }
+        return;
+    }
+    match value {
+        Json::Object(map) => {
+            for (k, s) in spec.properties.iter().flatten() {
+                if let Some(v) = map.get_mut(k) {
+                    mask_spec(s, v);
+                }
+            }
+        }
+        Json::Array(items) => {
+            if let Some(s) = &spec.items {
+                items.iter_mut().for_each(|v| mask_spec(s, v));
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Turn command-line `k=v` arguments into a parameter object, coercing each value by the
@@ -409,6 +453,35 @@ mod tests {
         let s = schema("password: {type: string, secret: true}\nuser: {type: string}\n");
         let p = validate(&s, &json!({"password": "pw-value-123", "user": "bob"})).unwrap();
         assert_eq!(mask(&s, &p), json!({"password": MASK, "user": "bob"}));
+    }
+
+    #[test]
+    fn a_secret_object_is_masked_whole_and_nested_secrets_are_masked_too() {
+        let s = schema(
+            "data: {type: object, secret: true}
+path: {type: string}
+approle:
+  type: object
+  properties:
+    role_id: {type: string}
+    secret_id: {type: string, secret: true}
+",
+        );
+        let given = json!({
+            "data": {"username": "dbadmin-4c2a", "password": "obj-secret-77a1", "port": 5432},
+            "path": "app/db",
+            "approle": {"role_id": "role-9", "secret_id": "nested-secret-31b"},
+        });
+        let p = validate(&s, &given).unwrap();
+        assert_eq!(
+            mask(&s, &p),
+            json!({"data": MASK, "path": "app/db", "approle": {"role_id": "role-9", "secret_id": MASK}})
+        );
+        // Every string inside the object is known as secret wherever it travels next.
+        assert_eq!(
+            crate::secrets::mask_str("u=dbadmin-4c2a p=obj-secret-77a1 s=nested-secret-31b"),
+            format!("u={MASK} p={MASK} s={MASK}")
+        );
     }
 
     #[test]

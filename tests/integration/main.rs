@@ -2,11 +2,13 @@
 
 mod harness;
 mod kube;
+mod kv_support;
 mod server;
 mod servers;
 
 mod aws_rds;
 mod aws_sensor;
+mod consul_kv;
 mod crash;
 mod dbaas;
 mod executions;
@@ -22,4 +24,5 @@ mod serve;
 mod servers_smoke;
 mod store;
 mod validate;
+mod vault_kv;
 mod workflows;

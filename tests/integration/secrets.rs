@@ -140,6 +140,58 @@ chain:
 }
 
 #[test]
+fn a_secret_in_a_task_result_reaches_the_next_task_in_clear_and_is_shown_masked() {
+    let sq = Squall::core_only();
+    sq.pack("t", "");
+    sq.action(
+        "t",
+        "gen",
+        "name: gen\nrunner: rhai\nentry_point: gen.rhai\n",
+    );
+    sq.write(
+        "packs/t/actions/gen.rhai",
+        "#{password: random_password(20)}\n",
+    );
+    sq.action(
+        "t",
+        "keep",
+        "name: keep\nrunner: shell\ncmd: 'printf %s \"$SQUALL_PARAM_PW\" > \"$SQUALL_PARAM_OUT\"'\nparameters:\n  pw: {type: string}\n  out: {type: string}\n",
+    );
+    sq.write(
+        "workflows/pass.yaml",
+        r#"name: pass
+parameters:
+  out: {type: string, required: true}
+chain:
+  - name: gen
+    ref: t.gen
+    publish: {pw: "{{ result.password }}"}
+    on-success: use
+  - name: use
+    ref: t.keep
+    parameters: {pw: "{{ pw }}", out: "{{ out }}"}
+"#,
+    );
+    let file = sq.path("password.txt");
+    let (out, rec) = sq.exec_json(&["site.pass", &format!("out={}", file.display())]);
+    out.ok();
+    let pw = std::fs::read_to_string(&file).expect("the task wrote the password");
+    assert_eq!(
+        pw.chars().count(),
+        20,
+        "the clear value, not the mask: {pw:?}"
+    );
+    let kids = children(&rec);
+    let gen = sq.get(kids[0]["id"].as_str().unwrap_or_default());
+    assert_eq!(gen["result"], serde_json::json!({"password": "********"}));
+    let shown = views(&sq, &id(&rec));
+    let mut all: Vec<&Output> = shown.iter().collect();
+    all.push(&out);
+    absent(&pw, &all);
+    sq.assert_data_lacks(&pw);
+}
+
+#[test]
 fn env_references_in_config_and_defaults_are_masked() {
     let sq = Squall::core_only();
     sq.pack("t", "config_schema:\n  token: {type: string, required: true}\n  region: {type: string, default: eu}\n");

@@ -226,6 +226,19 @@ impl Engine {
         p: Prepared,
         parent_cancel: CancellationToken,
     ) -> Result<Execution, EngineError> {
+        self.run_prepared_clear(p, parent_cancel)
+            .await
+            .map(|(execution, _)| execution)
+    }
+
+    /// [`Engine::run_prepared`], also returning the result as the runner gave it, before
+    /// masking. For a parent workflow: its scope may use secret values (a password read
+    /// from Vault), which stay masked in every record and output and sealed in its state.
+    pub async fn run_prepared_clear(
+        self: &Arc<Self>,
+        p: Prepared,
+        parent_cancel: CancellationToken,
+    ) -> Result<(Execution, Json), EngineError> {
         let Prepared {
             execution,
             parameters,
@@ -270,7 +283,7 @@ impl Engine {
         self.store.durable(t).await?;
         tracing::info!(execution = %execution.id, action = %execution.action, status = %execution.status, "execution finished");
         let _ = self.finished.send(execution.clone());
-        Ok(execution)
+        Ok((execution, outcome.result))
     }
 
     /// The runner (or the chain interpreter) at work. Returns the record as the runner

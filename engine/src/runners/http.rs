@@ -388,7 +388,7 @@ fn shown_url(url: &Url) -> String {
 }
 
 /// An error with its causes, `a: b: c` (reqwest's own message hides the useful part).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

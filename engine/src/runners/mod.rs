@@ -10,11 +10,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub mod aws;
+pub mod consul;
+#[cfg(test)]
+mod fake_api;
 pub mod http;
 pub mod kubernetes;
 pub mod noop;
+mod rest;
 pub mod rhai_script;
 pub mod shell;
+pub mod vault;
 
 /// Everything a runner gets for one execution.
 pub struct RunContext {
@@ -132,7 +137,11 @@ impl Registry {
         r.add(Arc::new(shell::ShellRunner));
         r.add(Arc::new(http::HttpRunner::new()));
         r.add(Arc::new(rhai_script::RhaiRunner));
-        for k in kubernetes::runners() {
+        for k in kubernetes::runners()
+            .into_iter()
+            .chain(consul::runners())
+            .chain(vault::runners())
+        {
             r.add(k);
         }
         for a in aws::runners() {

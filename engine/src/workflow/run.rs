@@ -191,11 +191,12 @@ impl Chain {
                 break;
             };
             let o = match finished {
-                Ok(child) => {
+                // The result in clear: publish and guards may use secret values.
+                Ok((child, result)) => {
                     self.set_child_status(&child.id, child.status);
                     UnitOutcome {
                         status: child.status,
-                        result: child.result.unwrap_or(Json::Null),
+                        result,
                         error: child.error,
                     }
                 }
@@ -294,7 +295,7 @@ impl Chain {
             // A task of its own, not a future polled by this loop: the loop awaits the
             // store while children run, and a child holding the store's flush lock must
             // make progress meanwhile.
-            let handle = tokio::spawn(async move { engine.run_prepared(p, cancel).await });
+            let handle = tokio::spawn(async move { engine.run_prepared_clear(p, cancel).await });
             let fut: ChildFuture = Box::pin(async move {
                 handle.await.unwrap_or_else(|e| {
                     Err(EngineError::Store(crate::store::StoreError::Io(
@@ -334,7 +335,7 @@ impl Chain {
             };
             let engine = self.engine.clone();
             let cancel = self.cancel.clone();
-            let handle = tokio::spawn(async move { engine.run_prepared(p, cancel).await });
+            let handle = tokio::spawn(async move { engine.run_prepared_clear(p, cancel).await });
             return Ok(Recovered::Resumed(Box::pin(async move {
                 handle.await.unwrap_or_else(|e| {
                     Err(EngineError::Store(crate::store::StoreError::Io(
@@ -560,7 +561,8 @@ impl Chain {
     }
 }
 
-type ChildFuture = Pin<Box<dyn Future<Output = Result<Execution, EngineError>> + Send>>;
+/// A running child: its final record and its result in clear.
+type ChildFuture = Pin<Box<dyn Future<Output = Result<(Execution, Json), EngineError>> + Send>>;
 
 enum Recovered {
     Done(UnitOutcome),
@@ -568,7 +570,8 @@ enum Recovered {
     Resumed(ChildFuture),
 }
 
-type UnitFuture = Pin<Box<dyn Future<Output = (usize, Result<Execution, EngineError>)> + Send>>;
+type UnitFuture =
+    Pin<Box<dyn Future<Output = (usize, Result<(Execution, Json), EngineError>)> + Send>>;
 
 fn task_failed(msg: String) -> TaskOutcome {
     TaskOutcome {
