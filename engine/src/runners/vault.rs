@@ -396,6 +396,22 @@ fn is_deleted(meta: &Json) -> bool {
     !deletion.is_empty() || meta.get("destroyed").and_then(Json::as_bool) == Some(true)
 }
 
+/// Register the values of a secret read from Vault as secrets: every value, or with
+/// `secret_keys` only the values under those keys (so that a host name or an engine stored
+/// beside a password is not masked everywhere).
+fn register_secret_values(data: &Json, secret_keys: Option<&Json>) {
+    match secret_keys.and_then(Json::as_array) {
+        Some(keys) => {
+            for key in keys.iter().filter_map(Json::as_str) {
+                if let Some(v) = data.get(key) {
+                    crate::secrets::register_json(v);
+                }
+            }
+        }
+        None => crate::secrets::register_json(data),
+    }
+}
+
 async fn read(ctx: &RunContext) -> Outcome {
     let p = Params::of(ctx);
     let vault = Vault::of(ctx)?;
@@ -421,7 +437,7 @@ async fn read(ctx: &RunContext) -> Outcome {
     let found = reply.ok() && !deleted && data.is_object();
     if found {
         // The values are secrets from here on: masked in records and output, usable in scope.
-        crate::secrets::register_json(&data);
+        register_secret_values(&data, ctx.parameters.get("secret_keys"));
     } else if required {
         let which = match version {
             Some(v) => format!("version {v} of "),

@@ -236,3 +236,24 @@ async fn delete_picks_the_endpoint_by_its_parameters() {
     let out = del(json!({"path": "a", "versions": [1], "all_versions": true})).await;
     assert!(out.error.unwrap_or_default().contains("not both"));
 }
+
+#[tokio::test]
+async fn secret_keys_limits_what_becomes_a_secret() {
+    let fake = Fake::start(|_: &Seen| {
+        (
+            200,
+            json!({"data": {"data": {"password": "only-this-9c2e", "host": "db-host-7a1b.example"},
+                            "metadata": {"version": 1, "created_time": "t", "deletion_time": "", "destroyed": false}}})
+            .to_string(),
+        )
+    })
+    .await;
+    let cfg = json!({"address": fake.url, "token": TOKEN});
+    let params = json!({"path": "app/db", "secret_keys": ["password"]});
+    let out = KvRead.run(context("vault.kv_read", params, cfg)).await;
+    assert_eq!(out.result["data"]["host"], "db-host-7a1b.example");
+    assert_eq!(
+        crate::secrets::mask_str("only-this-9c2e at db-host-7a1b.example"),
+        "******** at db-host-7a1b.example"
+    );
+}
