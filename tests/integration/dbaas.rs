@@ -372,7 +372,7 @@ fn failures_are_reported_in_the_status_and_a_retry_completes() {
     e.c.apply(&database(
         "bad",
         "shop",
-        "{engine: oracle, storageGB: 5, colour: blue}",
+        "{engine: oracle, storageGB: 5, size: huge}",
     ));
     let st = wait_phase(&e.c, &s, "shop", "bad", "Failed");
     let msg = st["message"].as_str().unwrap_or_default();
@@ -380,7 +380,7 @@ fn failures_are_reported_in_the_status_and_a_retry_completes() {
         "invalid Database spec",
         "spec.engine \"oracle\"",
         "spec.storageGB 5",
-        "spec.colour",
+        "spec.size \"huge\"",
     ] {
         assert!(msg.contains(needle), "{needle:?} not in {msg:?}");
     }
