@@ -265,6 +265,71 @@ fn assert_no_leak(e: &Env, s: &Server, password: &str) {
     assert!(!yaml.contains(password), "password in the resources");
 }
 
+/// The content alone (no servers): every dbaas pack file validates with the packs it uses,
+/// and `dbaas.plan` turns a spec into names and a request, or names every problem.
+#[test]
+fn plan_checks_the_spec_and_derives_names() {
+    let sq = Squall::core_only();
+    for p in ["kubernetes", "aws", "consul", "vault", "dbaas"] {
+        copy_dir(
+            &repo().join("packs").join(p),
+            &sq.path(&format!("packs/{p}")),
+        );
+    }
+    sq.write(
+        "config/dbaas.yaml",
+        "consul_prefix: apps/db\ninstance_classes: {small: db.t4g.micro}\n",
+    );
+    sq.run(&["validate"]).ok();
+    let (_, rec) = sq.exec_json(&[
+        "dbaas.plan",
+        "name=Orders.EU--1",
+        "namespace=shop",
+        "-p",
+        r#"{"spec": {"engine": "mysql", "storageGB": 50, "deletionPolicy": "Delete", "account": "prod"}}"#,
+    ]);
+    let plan = &rec["result"];
+    assert_eq!(plan["identifier"], "shop-orders-eu-1", "{plan:#}");
+    assert_eq!(plan["database"], "Orders_EU__1", "{plan:#}");
+    assert_eq!(
+        plan["consul_prefix"], "apps/db/shop/Orders.EU--1",
+        "{plan:#}"
+    );
+    assert_eq!(plan["skip_final_snapshot"], true, "{plan:#}");
+    assert_eq!(
+        plan["aws"],
+        serde_json::json!({"account": "prod"}),
+        "{plan:#}"
+    );
+    let req = &plan["request"];
+    assert_eq!(req["instance_class"], "db.t4g.micro", "{req:#}");
+    assert_eq!(req["allocated_storage"], 50, "{req:#}");
+    assert_eq!(req["engine"], "mysql", "{req:#}");
+    assert!(req.get("engine_version").is_none(), "{req:#}");
+
+    let out = sq.run(&[
+        "run",
+        "dbaas.plan",
+        "name=x",
+        "-p",
+        r#"{"spec": {"size": "medium", "storageGB": 70000, "username": "9lives", "multiAZ": "yes"}}"#,
+    ]);
+    out.code(1);
+    for needle in [
+        "spec.engine is required: one of postgres, mysql, mariadb",
+        "spec.size \"medium\" is not known: use one of small or set spec.instanceClass",
+        "spec.storageGB 70000 is out of range",
+        "spec.username \"9lives\" must start with a letter",
+        "spec.multiAZ must be true or false",
+    ] {
+        assert!(
+            out.stdout.contains(needle) || out.stderr.contains(needle),
+            "{needle:?} missing:\n{}",
+            out.describe()
+        );
+    }
+}
+
 /// Apply → Ready with the endpoint; the instance in moto, keys in Consul, the secret in
 /// OpenBao; re-applying unchanged starts nothing; status updates start nothing; the
 /// password leaks nowhere; delete → everything removed and a final snapshot taken.
@@ -277,8 +342,13 @@ fn a_database_resource_is_provisioned_and_deprovisioned() {
         "shop",
         "{engine: postgres, version: \"16.3\", size: small, storageGB: 30}",
     );
+    let applied = Instant::now();
     e.c.apply(&manifest);
     let st = wait_phase(&e.c, &s, "shop", "orders", "Ready");
+    eprintln!(
+        "apply → Ready: {:?} (moto, wait_delay 0)",
+        applied.elapsed()
+    );
     assert_eq!(st["instance"], "shop-orders", "{st}");
     assert_eq!(st["consulKey"], "dbaas/shop/orders", "{st}");
     assert_eq!(st["secretPath"], "dbaas/shop/orders", "{st}");
