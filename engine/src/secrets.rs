@@ -40,6 +40,50 @@ pub fn register_json(value: &Json) {
     }
 }
 
+/// Register the secrets of `clear` that `masked` (its masked copy, made by an earlier
+/// process) hides: wherever the masked copy shows the mask, the clear text there is a
+/// secret. Used when a sealed value is opened after a restart, so that it stays masked.
+pub fn register_masked(clear: &Json, masked: &Json) {
+    match (clear, masked) {
+        (Json::String(c), Json::String(m)) if m.contains(MASK) => {
+            let pieces: Vec<&str> = m.split(MASK).collect();
+            let Some(rest) = c.strip_prefix(pieces[0]) else {
+                return;
+            };
+            let mut pos = c.len() - rest.len();
+            for (i, piece) in pieces.iter().enumerate().skip(1) {
+                let end = if i == pieces.len() - 1 {
+                    // The last literal ends the text.
+                    match c[pos..].strip_suffix(piece) {
+                        Some(secret) => pos + secret.len(),
+                        None => return,
+                    }
+                } else if piece.is_empty() {
+                    return; // two masks side by side: no way to tell where one ends
+                } else {
+                    match c[pos..].find(piece) {
+                        Some(at) => pos + at,
+                        None => return,
+                    }
+                };
+                register(&c[pos..end]);
+                pos = end + piece.len();
+            }
+        }
+        (Json::Array(c), Json::Array(m)) => {
+            c.iter().zip(m).for_each(|(c, m)| register_masked(c, m));
+        }
+        (Json::Object(c), Json::Object(m)) => {
+            for (k, v) in c {
+                if let Some(mv) = m.get(k) {
+                    register_masked(v, mv);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// True when no secret is registered (masking is then a no-op).
 fn none_known() -> bool {
     registry()
@@ -114,6 +158,25 @@ pub fn mask_json(value: &Json) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn register_masked_recovers_the_hidden_values() {
+        let clear = serde_json::json!({
+            "data": {"password": "whole-secret-a81f", "user": "plain"},
+            "line": "user=u pw=inner-secret-5c2d end",
+            "list": ["tail-secret-90ab"]
+        });
+        let masked = serde_json::json!({
+            "data": {"password": MASK, "user": "plain"},
+            "line": format!("user=u pw={MASK} end"),
+            "list": [MASK]
+        });
+        register_masked(&clear, &masked);
+        assert_eq!(mask_str("whole-secret-a81f"), MASK);
+        assert_eq!(mask_str("x inner-secret-5c2d"), format!("x {MASK}"));
+        assert_eq!(mask_str("tail-secret-90ab"), MASK);
+        assert_eq!(mask_str("plain user=u pw= end"), "plain user=u pw= end");
+    }
     use serde_json::json;
 
     #[test]

@@ -276,10 +276,19 @@ impl Engine {
             .remove(&id);
         let prev = execution.status;
         execution.status = outcome.status;
-        execution.result = Some(crate::secrets::mask_json(&outcome.result));
+        let masked = crate::secrets::mask_json(&outcome.result);
+        let mut batch = Batch::default();
+        if execution.parent.is_some() && masked != outcome.result {
+            // A workflow resumed after a crash takes this child's result from the store;
+            // it must get the secret values, not `********`.
+            self.store
+                .seal_result(&mut batch, &execution.id, &outcome.result);
+        }
+        execution.result = Some(masked);
         execution.error = outcome.error.as_deref().map(crate::secrets::mask_str);
         execution.finished_at = Some(now_rfc3339());
-        let t = self.store.put_execution(Some(prev), &execution)?;
+        batch.execution(Some(prev), &execution);
+        let t = self.store.commit(batch)?;
         self.store.durable(t).await?;
         tracing::info!(execution = %execution.id, action = %execution.action, status = %execution.status, "execution finished");
         let _ = self.finished.send(execution.clone());

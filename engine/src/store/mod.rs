@@ -233,6 +233,18 @@ impl Store {
         self.get_sealed(&format!("p:{id}"))
     }
 
+    /// Add the encrypted full result of `id` to `batch` (a workflow child whose result held
+    /// secrets: the record shows it masked, a resumed workflow needs it in clear).
+    pub fn seal_result(&self, batch: &mut Batch, id: &str, result: &Json) {
+        let plain = serde_json::to_vec(result).unwrap_or_default();
+        batch.raw(format!("r:{id}"), self.cipher.seal(&plain));
+    }
+
+    /// The full result of `id` when it was sealed (it held secrets).
+    pub fn sealed_result(&self, id: &str) -> Result<Option<Json>, StoreError> {
+        self.get_sealed(&format!("r:{id}"))
+    }
+
     /// Add the state of workflow `id` to `batch`, encrypted when it holds a known secret.
     pub fn workflow_state(&self, batch: &mut Batch, id: &str, state: &Json) {
         let plain = serde_json::to_vec(state).unwrap_or_default();

@@ -117,6 +117,11 @@ async fn secrets_are_sealed_on_disk() {
         &json!({"scope": {"pw": "sealed-secret-value-xyz"}}),
     );
     s.workflow_state(&mut b, "01E", &json!({"scope": {"n": 1}}));
+    s.seal_result(
+        &mut b,
+        "01F",
+        &json!({"data": {"pw": "sealed-secret-value-xyz"}}),
+    );
     let t = s.commit(b).unwrap();
     s.durable(t).await.unwrap();
     assert_eq!(
@@ -131,6 +136,11 @@ async fn secrets_are_sealed_on_disk() {
         s.get_workflow_state("01E").unwrap().unwrap()["scope"]["n"],
         1
     );
+    assert_eq!(
+        s.sealed_result("01F").unwrap().unwrap()["data"]["pw"],
+        "sealed-secret-value-xyz"
+    );
+    assert_eq!(s.sealed_result("01E").unwrap(), None);
     drop(s);
     // Nothing under the data dir holds the clear text.
     for entry in walk(d.path()) {

@@ -315,9 +315,19 @@ impl Chain {
         };
         if child.status.is_terminal() {
             self.set_child_status(id, child.status);
+            // A result that held secrets was sealed beside the (masked) record.
+            let result = match store.sealed_result(id)? {
+                Some(clear) => {
+                    if let Some(masked) = &child.result {
+                        crate::secrets::register_masked(&clear, masked);
+                    }
+                    clear
+                }
+                None => child.result.unwrap_or(Json::Null),
+            };
             return Ok(Recovered::Done(UnitOutcome {
                 status: child.status,
-                result: child.result.unwrap_or(Json::Null),
+                result,
                 error: child.error,
             }));
         }
