@@ -181,6 +181,17 @@ fn webhooks_need_a_valid_signature_or_an_operator_token() {
         assert_eq!(e["rule"], "site.on_deploy");
         assert_eq!(e["result"]["stdout"], "deployed 1.2.3", "{e:#}");
     }
+    // The two accepted requests count as the webhook sensor's events; refused ones do not.
+    let sensors = s
+        .request("GET", "/api/v1/sensors", None, Some(VIEWER))
+        .json();
+    let hook = sensors
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == "site.hook"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(hook["events"], 2, "{sensors:#}");
+    assert!(hook["last_event_at"].is_string(), "{hook:#}");
 }
 
 #[test]

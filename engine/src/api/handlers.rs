@@ -372,6 +372,9 @@ pub async fn webhook(
         .clone()
         .unwrap_or_else(|| "core.webhook".to_string());
     let result = s.bus.emit(&trigger, payload, &sensor.reference).await;
+    if result.is_ok() {
+        s.sensors.record_event(&sensor.reference);
+    }
     let outcome = match &result {
         Ok(t) => format!("accepted {}", t.id),
         Err(e) => format!("rejected: {e}"),

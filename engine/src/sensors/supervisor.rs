@@ -184,6 +184,16 @@ impl SensorManager {
             .collect()
     }
 
+    /// Count one trigger emitted on behalf of sensor `reference` by someone else (the
+    /// API accepts a webhook sensor's requests), so `squall sensor list` shows it.
+    pub fn record_event(&self, reference: &str) {
+        if let Some(slot) = lock(&self.slots).get(reference) {
+            let mut st = lock(&slot.status);
+            st.events += 1;
+            st.last_event_at = Some(Utc::now());
+        }
+    }
+
     /// Failed runs of all sensors since start (removed sensors included).
     pub fn error_count(&self) -> u64 {
         self.shared.errors.load(Ordering::Relaxed)
