@@ -17,6 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+#[path = "recover.rs"]
+mod recover;
+use recover::Recovered;
+
 type Finished = (Execution, ActionOutcome);
 
 /// Run (or resume) the workflow `wf` for `execution`. Boxed because workflows nest.
@@ -307,76 +311,6 @@ impl Chain {
         }))
     }
 
-    /// A child that was in flight when an earlier process stopped.
-    async fn recover_child(&mut self, id: &str) -> Result<Recovered, EngineError> {
-        let store = self.engine.store().clone();
-        let Some(mut child) = store.get_execution(id)? else {
-            return Ok(Recovered::Rerun);
-        };
-        if child.status.is_terminal() {
-            self.set_child_status(id, child.status);
-            // A result that held secrets was sealed beside the (masked) record.
-            let result = match store.sealed_result(id)? {
-                Some(clear) => {
-                    if let Some(masked) = &child.result {
-                        crate::secrets::register_masked(&clear, masked);
-                    }
-                    clear
-                }
-                None => child.result.unwrap_or(Json::Null),
-            };
-            return Ok(Recovered::Done(UnitOutcome {
-                status: child.status,
-                result,
-                error: child.error,
-            }));
-        }
-        let action = self.engine.content().actions.get(&child.action).cloned();
-        // A nested workflow is resumable like its parent: carry on from its own state.
-        if let Some(action) = action.clone().filter(|a| a.workflow.is_some()) {
-            let parameters = store
-                .sealed_params(id)?
-                .unwrap_or_else(|| child.parameters.clone());
-            crate::params::register_secrets(&action.meta.parameters, &parameters);
-            let p = crate::executions::Prepared {
-                execution: child,
-                parameters,
-                action,
-            };
-            let engine = self.engine.clone();
-            let cancel = self.cancel.clone();
-            let handle = tokio::spawn(async move { engine.run_prepared_clear(p, cancel).await });
-            return Ok(Recovered::Resumed(Box::pin(async move {
-                handle.await.unwrap_or_else(|e| {
-                    Err(EngineError::Store(crate::store::StoreError::Io(
-                        std::io::Error::other(format!("task runner crashed: {e}")),
-                    )))
-                })
-            })));
-        }
-        let idempotent = action.map(|a| a.meta.idempotent).unwrap_or(false);
-        let prev = child.status;
-        child.status = Status::Abandoned;
-        child.finished_at = Some(crate::model::now_rfc3339());
-        child.error = Some(if idempotent {
-            "the engine stopped while this ran; run again because the action is idempotent".into()
-        } else {
-            "the engine stopped while this ran and the action is not idempotent, so it was not run again".into()
-        });
-        let t = store.put_execution(Some(prev), &child)?;
-        store.durable(t).await?;
-        self.set_child_status(id, Status::Abandoned);
-        Ok(if idempotent {
-            Recovered::Rerun
-        } else {
-            Recovered::Done(UnitOutcome {
-                status: Status::Abandoned,
-                result: Json::Null,
-                error: child.error,
-            })
-        })
-    }
-
     /// Record the task's outcome, publish, retry or follow a transition. Returns an
     /// outcome when the workflow must end now with it.
     async fn after_task(
@@ -574,12 +508,6 @@ impl Chain {
 /// A running child: its final record and its result in clear.
 type ChildFuture = Pin<Box<dyn Future<Output = Result<(Execution, Json), EngineError>> + Send>>;
 
-enum Recovered {
-    Done(UnitOutcome),
-    Rerun,
-    Resumed(ChildFuture),
-}
-
 type UnitFuture =
     Pin<Box<dyn Future<Output = (usize, Result<(Execution, Json), EngineError>)> + Send>>;
 
@@ -646,57 +574,5 @@ fn combine(cursor: &Cursor, with_items: bool) -> TaskOutcome {
 }
 
 #[cfg(test)]
-mod tests {
-    use crate::content;
-    use crate::executions::{Engine, Request};
-    use crate::model::Status;
-    use crate::runners::Registry;
-    use crate::store::Store;
-    use std::sync::Arc;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn quick_children_keep_their_final_record() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let root = dir.path();
-        std::fs::create_dir_all(root.join("packs/t/actions")).expect("mkdir");
-        std::fs::create_dir_all(root.join("workflows")).expect("mkdir");
-        std::fs::write(root.join("packs/t/pack.yaml"), "name: t\n").expect("write");
-        std::fs::write(
-            root.join("packs/t/actions/n.yaml"),
-            "name: n\nrunner: noop\nparameters:\n  v: {}\n",
-        )
-        .expect("write");
-        let items: Vec<u32> = (0..40).collect();
-        std::fs::write(
-            root.join("workflows/w.yaml"),
-            format!("name: w\nchain:\n  - name: each\n    ref: t.n\n    with: {{items: {items:?}, concurrency: 4}}\n    parameters: {{v: \"{{{{ item }}}}\"}}\n"),
-        )
-        .expect("write");
-        let content = Arc::new(content::load(root).expect("valid content"));
-        let store = Arc::new(Store::open(&root.join(".squall"), None).expect("store"));
-        let engine = Engine::new(content, store.clone(), Registry::builtin());
-        let wf = engine
-            .execute(Request {
-                action: "site.w".into(),
-                parameters: serde_json::json!({}),
-                ..Default::default()
-            })
-            .await
-            .expect("workflow ran");
-        assert_eq!(wf.status, Status::Succeeded);
-        assert_eq!(wf.children.len(), 40);
-        for c in &wf.children {
-            let rec = store
-                .get_execution(&c.id)
-                .expect("store")
-                .expect("child record");
-            assert_eq!(
-                rec.status,
-                Status::Succeeded,
-                "child {} left {:?}",
-                c.id,
-                rec.status
-            );
-        }
-    }
-}
+#[path = "run_tests.rs"]
+mod tests;
