@@ -396,6 +396,7 @@ fn a_database_resource_is_provisioned_and_deprovisioned() {
     let file = e.sq.path("orders.yaml").display().to_string();
     let (ok, out, err) = e.c.kubectl(&["apply", "-f", &file]);
     assert!(ok && out.contains("unchanged"), "re-apply: {out}{err}");
+    wait_execution(&s, "dbaas.provision", "succeeded");
     std::thread::sleep(Duration::from_secs(2));
     let runs = executions(&s, "dbaas.provision");
     assert_eq!(runs.len(), 1, "{runs:#?}");
@@ -533,6 +534,8 @@ fn a_crash_between_create_and_wait_finishes_with_one_instance() {
     assert_eq!(st["instance"], "shop-crash", "{st}");
     assert_eq!(moto_instances(&e.moto), vec!["shop-crash".to_string()]);
     assert_eq!(executions(&s, "aws.rds_create_db_instance").len(), 1);
+    // Ready is written by the last task; the workflow's record ends just after.
+    wait_execution(&s, "dbaas.provision", "succeeded");
     let runs = executions(&s, "dbaas.provision");
     assert_eq!(runs.len(), 1, "{runs:#?}");
     assert_eq!(runs[0]["id"], workflow);
