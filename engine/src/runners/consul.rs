@@ -26,10 +26,9 @@
 //! connection refused`. The token never appears in results, errors or logs.
 
 use super::kubernetes::Params;
-use super::rest::{config_str, guarded, path_param, Endpoint, Outcome, Reply};
-use super::{ActionOutcome, RunContext, Runner};
+use super::rest::{config_str, path_param, Endpoint, Reply};
+use super::{Outcome, RunContext, Runner};
 use crate::model::Json;
-use async_trait::async_trait;
 use base64::Engine as _;
 use reqwest::header::HeaderValue;
 use reqwest::{Method, Url};
@@ -44,38 +43,19 @@ pub fn runners() -> Vec<Arc<dyn Runner>> {
     vec![Arc::new(KvPut), Arc::new(KvGet), Arc::new(KvDelete)]
 }
 
-/// A unit-struct runner named `$name` whose work is the async fn `$work(&RunContext)`.
-macro_rules! consul_runner {
-    ($(#[$doc:meta])* $ty:ident, $name:literal, $work:path) => {
-        $(#[$doc])*
-        pub struct $ty;
-
-        #[async_trait]
-        impl Runner for $ty {
-            fn name(&self) -> &'static str {
-                $name
-            }
-
-            async fn run(&self, ctx: RunContext) -> ActionOutcome {
-                guarded(&ctx, $work(&ctx)).await
-            }
-        }
-    };
-}
-
-consul_runner!(
+crate::runners::work_runner!(
     /// `consul.kv_put`: write a key. Result `{key, written: true}`.
     KvPut,
     "consul.kv_put",
     put
 );
-consul_runner!(
+crate::runners::work_runner!(
     /// `consul.kv_get`: read a key, a prefix (`recurse`) or key names (`keys`).
     KvGet,
     "consul.kv_get",
     get
 );
-consul_runner!(
+crate::runners::work_runner!(
     /// `consul.kv_delete`: delete a key or a prefix. Result `{key, deleted}`.
     KvDelete,
     "consul.kv_delete",

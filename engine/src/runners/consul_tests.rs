@@ -4,6 +4,7 @@
 use super::*;
 use crate::model::Status;
 use crate::runners::fake_api::{closed_address, context, Fake, Seen};
+use crate::runners::ActionOutcome;
 use base64::engine::general_purpose::STANDARD as B64;
 
 const TOKEN: &str = "consul-test-token-5b1e";

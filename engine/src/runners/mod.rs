@@ -9,6 +9,49 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// The result of one runner's work before it becomes an [`ActionOutcome`]: the result
+/// value, or why it failed.
+pub(crate) type Outcome = Result<Json, String>;
+
+/// Run `work` unless the execution is canceled first.
+pub(crate) async fn guarded(
+    ctx: &RunContext,
+    work: impl std::future::Future<Output = Outcome>,
+) -> ActionOutcome {
+    tokio::select! {
+        r = work => match r {
+            Ok(v) => ActionOutcome::succeeded(v),
+            Err(e) => ActionOutcome::failed(e, Json::Null),
+        },
+        _ = ctx.cancel.cancelled() => ActionOutcome::canceled(Json::Null),
+    }
+}
+
+/// Defines a unit-struct runner called `$name` whose work is the async fn
+/// `$work(&RunContext) -> Outcome`, run under [`guarded`] (or the given `$guard`, a
+/// function of the same shape).
+macro_rules! work_runner {
+    ($(#[$doc:meta])* $ty:ident, $name:literal, $work:path) => {
+        $crate::runners::work_runner!($(#[$doc])* $ty, $name, $work, $crate::runners::guarded);
+    };
+    ($(#[$doc:meta])* $ty:ident, $name:literal, $work:path, $guard:path) => {
+        $(#[$doc])*
+        pub struct $ty;
+
+        #[async_trait::async_trait]
+        impl $crate::runners::Runner for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            async fn run(&self, ctx: $crate::runners::RunContext) -> $crate::runners::ActionOutcome {
+                $guard(&ctx, $work(&ctx)).await
+            }
+        }
+    };
+}
+pub(crate) use work_runner;
+
 pub mod aws;
 pub mod consul;
 #[cfg(test)]

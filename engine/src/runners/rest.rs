@@ -3,32 +3,13 @@
 //! configuration, sending with errors that say which service could not be reached, and
 //! reading a reply.
 
-use super::{ActionOutcome, RunContext};
 use crate::model::Json;
 use reqwest::{Client, Method, RequestBuilder, Url};
-use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Largest reply body read; a bigger one fails the execution.
 const MAX_BODY: usize = 32 * 1024 * 1024;
-
-/// The result of one runner's work before it becomes an [`ActionOutcome`].
-pub(crate) type Outcome = Result<Json, String>;
-
-/// Run `work` unless the execution is canceled first.
-pub(crate) async fn guarded(
-    ctx: &RunContext,
-    work: impl Future<Output = Outcome>,
-) -> ActionOutcome {
-    tokio::select! {
-        r = work => match r {
-            Ok(v) => ActionOutcome::succeeded(v),
-            Err(e) => ActionOutcome::failed(e, Json::Null),
-        },
-        _ = ctx.cancel.cancelled() => ActionOutcome::canceled(Json::Null),
-    }
-}
 
 /// The HTTP client shared by these runners (connection pool, rustls).
 fn client() -> Result<&'static Client, String> {

@@ -26,10 +26,9 @@
 //! secret ids and secret data never appear in results, errors or logs.
 
 use super::kubernetes::Params;
-use super::rest::{config_str, guarded, Endpoint, Outcome, Reply};
-use super::{ActionOutcome, RunContext, Runner};
+use super::rest::{config_str, Endpoint, Reply};
+use super::{Outcome, RunContext, Runner};
 use crate::model::Json;
-use async_trait::async_trait;
 use reqwest::header::HeaderValue;
 use reqwest::Method;
 use serde_json::json;
@@ -52,44 +51,25 @@ pub fn runners() -> Vec<Arc<dyn Runner>> {
     ]
 }
 
-/// A unit-struct runner named `$name` whose work is the async fn `$work(&RunContext)`.
-macro_rules! vault_runner {
-    ($(#[$doc:meta])* $ty:ident, $name:literal, $work:path) => {
-        $(#[$doc])*
-        pub struct $ty;
-
-        #[async_trait]
-        impl Runner for $ty {
-            fn name(&self) -> &'static str {
-                $name
-            }
-
-            async fn run(&self, ctx: RunContext) -> ActionOutcome {
-                guarded(&ctx, $work(&ctx)).await
-            }
-        }
-    };
-}
-
-vault_runner!(
+crate::runners::work_runner!(
     /// `vault.kv_write`: write a secret. Result `{path, version, created_time}`.
     KvWrite,
     "vault.kv_write",
     write
 );
-vault_runner!(
+crate::runners::work_runner!(
     /// `vault.kv_read`: read a secret. Result `{path, found, data, version, created_time, deleted}`.
     KvRead,
     "vault.kv_read",
     read
 );
-vault_runner!(
+crate::runners::work_runner!(
     /// `vault.kv_delete`: delete versions or the whole secret. Result `{path, deleted: true}`.
     KvDelete,
     "vault.kv_delete",
     delete
 );
-vault_runner!(
+crate::runners::work_runner!(
     /// `vault.kv_metadata`: a secret's metadata.
     KvMetadata,
     "vault.kv_metadata",

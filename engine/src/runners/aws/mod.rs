@@ -29,25 +29,6 @@ use crate::model::Json;
 use std::future::Future;
 use std::sync::Arc;
 
-/// A unit-struct runner named `$name` whose work is the async fn `$work(&RunContext)`.
-macro_rules! aws_runner {
-    ($(#[$doc:meta])* $ty:ident, $name:literal, $work:path) => {
-        $(#[$doc])*
-        pub struct $ty;
-
-        #[async_trait::async_trait]
-        impl crate::runners::Runner for $ty {
-            fn name(&self) -> &'static str {
-                $name
-            }
-
-            async fn run(&self, ctx: crate::runners::RunContext) -> crate::runners::ActionOutcome {
-                crate::runners::aws::guarded(&ctx, $work(&ctx)).await
-            }
-        }
-    };
-}
-
 pub mod config;
 pub mod rds;
 mod rds_wait;
@@ -70,11 +51,10 @@ pub fn runners() -> Vec<Arc<dyn Runner>> {
     ]
 }
 
-/// The result of one runner's work before it becomes an [`ActionOutcome`].
-pub(crate) type Outcome = Result<Json, String>;
+pub(crate) use super::Outcome;
 
-/// Run `work` unless the execution is canceled first; a failure is prefixed with the
-/// action's reference.
+/// [`super::guarded`], with a failure prefixed by the action's reference (AWS messages do
+/// not say which call they answer).
 pub(crate) async fn guarded(
     ctx: &RunContext,
     work: impl Future<Output = Outcome>,

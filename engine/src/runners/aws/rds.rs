@@ -17,22 +17,26 @@ pub const NOT_FOUND: &str = "DBInstanceNotFound";
 /// AWS's error code for an identifier that is taken.
 const ALREADY_EXISTS: &str = "DBInstanceAlreadyExists";
 
-aws_runner!(
+crate::runners::work_runner!(
     /// `aws.rds.create_db_instance`: create a DB instance; an existing one with the same
     /// identifier and the same engine, class and storage is adopted (`adopted: true`).
-    CreateDbInstance, "aws.rds.create_db_instance", create
+    CreateDbInstance, "aws.rds.create_db_instance", create,
+    crate::runners::aws::guarded
 );
-aws_runner!(
+crate::runners::work_runner!(
     /// `aws.rds.describe_db_instances`: `{instances: [summary...]}` by identifier or filters.
-    DescribeDbInstances, "aws.rds.describe_db_instances", describe
+    DescribeDbInstances, "aws.rds.describe_db_instances", describe,
+    crate::runners::aws::guarded
 );
-aws_runner!(
+crate::runners::work_runner!(
     /// `aws.rds.modify_db_instance`: modify an instance; the result is its summary.
-    ModifyDbInstance, "aws.rds.modify_db_instance", modify
+    ModifyDbInstance, "aws.rds.modify_db_instance", modify,
+    crate::runners::aws::guarded
 );
-aws_runner!(
+crate::runners::work_runner!(
     /// `aws.rds.delete_db_instance`: delete an instance (a final snapshot unless skipped).
-    DeleteDbInstance, "aws.rds.delete_db_instance", delete
+    DeleteDbInstance, "aws.rds.delete_db_instance", delete,
+    crate::runners::aws::guarded
 );
 
 /// The instance summary: `{identifier, status, engine, engine_version, instance_class,

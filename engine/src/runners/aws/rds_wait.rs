@@ -34,10 +34,11 @@ pub const TERMINAL_BAD: [&str; 7] = [
     "inaccessible-encryption-credentials",
 ];
 
-aws_runner!(
+crate::runners::work_runner!(
     /// `aws.rds.wait_db_instance`: until the instance has `status` (default `available`)
     /// or, with `status: deleted`, until it no longer exists.
-    WaitDbInstance, "aws.rds.wait_db_instance", wait
+    WaitDbInstance, "aws.rds.wait_db_instance", wait,
+    crate::runners::aws::guarded
 );
 
 /// The poll delays: `interval`, then ×1.5 up to `max_interval`.

@@ -8,10 +8,11 @@ use crate::runners::RunContext;
 use aws_sdk_sts::primitives::DateTimeFormat;
 use serde_json::json;
 
-aws_runner!(
+crate::runners::work_runner!(
     /// `aws.sts.assume_role`: `{access_key_id, secret_access_key, session_token,
     /// expiration, assumed_role_arn}`.
-    AssumeRole, "aws.sts.assume_role", assume_role
+    AssumeRole, "aws.sts.assume_role", assume_role,
+    crate::runners::aws::guarded
 );
 
 async fn assume_role(ctx: &RunContext) -> Outcome {

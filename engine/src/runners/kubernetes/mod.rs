@@ -30,34 +30,15 @@
 //! `jobs.batch is forbidden: User "limited" cannot create resource ... (403 Forbidden)`. An
 //! unknown kind fails naming it. Every runner stops when the execution is canceled.
 
-use super::{ActionOutcome, RunContext, Runner};
+pub(crate) use super::Outcome;
+use super::{RunContext, Runner};
 use crate::k8s::{describe, namespaced, resolve};
 use crate::model::Json;
 use kube::api::{Api, DynamicObject};
 use kube::discovery::{ApiCapabilities, ApiResource};
 use kube::Client;
 use serde_json::{json, Map};
-use std::future::Future;
 use std::sync::Arc;
-
-/// A unit-struct runner named `$name` whose work is the async fn `$work(&RunContext)`.
-macro_rules! runner {
-    ($(#[$doc:meta])* $ty:ident, $name:literal, $work:path) => {
-        $(#[$doc])*
-        pub struct $ty;
-
-        #[async_trait::async_trait]
-        impl crate::runners::Runner for $ty {
-            fn name(&self) -> &'static str {
-                $name
-            }
-
-            async fn run(&self, ctx: crate::runners::RunContext) -> crate::runners::ActionOutcome {
-                crate::runners::kubernetes::guarded(&ctx, $work(&ctx)).await
-            }
-        }
-    };
-}
 
 pub mod job;
 mod objects;
@@ -84,23 +65,6 @@ pub fn runners() -> Vec<Arc<dyn Runner>> {
         Arc::new(Logs),
         Arc::new(RunJob),
     ]
-}
-
-/// The result of one runner's work before it becomes an [`ActionOutcome`].
-pub(crate) type Outcome = Result<Json, String>;
-
-/// Run `work` unless the execution is canceled first.
-pub(crate) async fn guarded(
-    ctx: &RunContext,
-    work: impl Future<Output = Outcome>,
-) -> ActionOutcome {
-    tokio::select! {
-        r = work => match r {
-            Ok(v) => ActionOutcome::succeeded(v),
-            Err(e) => ActionOutcome::failed(e, Json::Null),
-        },
-        _ = ctx.cancel.cancelled() => ActionOutcome::canceled(Json::Null),
-    }
 }
 
 /// Typed access to the parameter object.

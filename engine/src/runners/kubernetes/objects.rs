@@ -17,31 +17,31 @@ pub const FIELD_MANAGER: &str = "squall";
 /// Default bound on `delete` with `wait: true`, in seconds.
 const DELETE_WAIT_TIMEOUT: f64 = 120.0;
 
-runner!(
+crate::runners::work_runner!(
     /// `kubernetes.get`: one object by `api_version`, `kind`, `name` (and `namespace`).
     Get, "kubernetes.get", get
 );
-runner!(
+crate::runners::work_runner!(
     /// `kubernetes.list`: objects of a kind; result `{items, count}`.
     List, "kubernetes.list", list
 );
-runner!(
+crate::runners::work_runner!(
     /// `kubernetes.apply`: server-side apply of `manifest`; result `{objects, count}`.
     Apply, "kubernetes.apply", apply
 );
-runner!(
+crate::runners::work_runner!(
     /// `kubernetes.create`: create the objects of `manifest`; result `{objects, count}`.
     Create, "kubernetes.create", create
 );
-runner!(
+crate::runners::work_runner!(
     /// `kubernetes.delete`: delete one object, optionally waiting until it is gone.
     Delete, "kubernetes.delete", delete
 );
-runner!(
+crate::runners::work_runner!(
     /// `kubernetes.patch`: merge (default), JSON or strategic-merge patch of one object.
     Patch, "kubernetes.patch", patch
 );
-runner!(
+crate::runners::work_runner!(
     /// `kubernetes.patch_status`: merge patch of one object's `status` subresource.
     PatchStatus, "kubernetes.patch_status", patch_status
 );

@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 /// Default `timeout` of `wait`, in seconds.
 const WAIT_TIMEOUT: f64 = 300.0;
 
-runner!(
+crate::runners::work_runner!(
     /// `kubernetes.wait`: until `condition` (`{type, status}` in `status.conditions`) or
     /// `condition_expr` (rhai over `object`) holds; the object is the result.
     Wait, "kubernetes.wait", wait
 );
-runner!(
+crate::runners::work_runner!(
     /// `kubernetes.logs`: a pod's logs; result `{pod, namespace, container, logs}`.
     Logs, "kubernetes.logs", logs
 );
