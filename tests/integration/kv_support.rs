@@ -54,46 +54,16 @@ pub fn failed(sq: &Squall, env: &[(&str, &str)], args: &[&str], outs: &mut Vec<O
     rec["error"].as_str().unwrap_or_default().to_string()
 }
 
-/// One raw HTTP request to a test server: `(status, body)`. Runs on its own thread and
-/// runtime so that it can be called from anywhere.
+/// One raw HTTP request to a test server: `(status, body)` (the shared harness's
+/// [`crate::servers::http`], which fails the test when the server cannot be reached).
 pub fn http(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> (u16, String) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let url = url.to_string();
-    let headers: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let body = body.map(str::to_string);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let client = reqwest::Client::builder()
-                .no_proxy()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()
-                .expect("client");
-            let mut req = client.request(method, &url);
-            for (k, v) in &headers {
-                req = req.header(k, v);
-            }
-            if let Some(b) = body {
-                req = req.body(b);
-            }
-            let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
-            let status = resp.status().as_u16();
-            (status, resp.text().await.unwrap_or_default())
-        })
-    })
-    .join()
-    .expect("http thread")
+    let r = crate::servers::http(method, url, headers, body);
+    (r.status, r.body)
 }
 
 /// Everything the CLI shows about the executions of `sq` (list, and get/tail of each);
