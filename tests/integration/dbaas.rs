@@ -195,17 +195,22 @@ fn executions(s: &Server, action: &str) -> Vec<Value> {
 /// Wait until some execution of `action` has `status` (anti-hang limit 180 s).
 #[track_caller]
 fn wait_execution(s: &Server, action: &str, status: &str) -> Value {
+    wait_execution_for(s, action, None, status)
+}
+
+/// Like [`wait_execution`], for the execution whose `name` parameter is `name` (when given):
+/// several resources may have runs of the same action in one test.
+fn wait_execution_for(s: &Server, action: &str, name: Option<&str>, status: &str) -> Value {
+    let wanted =
+        |e: &Value| e["status"] == status && name.is_none_or(|n| e["parameters"]["name"] == n);
     let v = s.wait_json(
         &format!("/api/v1/executions?action={action}&limit=1000&all=true"),
         None,
         180,
-        |v| {
-            v.as_array()
-                .is_some_and(|a| a.iter().any(|e| e["status"] == status))
-        },
+        |v| v.as_array().is_some_and(|a| a.iter().any(wanted)),
     );
     v.as_array()
-        .and_then(|a| a.iter().find(|e| e["status"] == status).cloned())
+        .and_then(|a| a.iter().find(|e| wanted(e)).cloned())
         .unwrap_or(Value::Null)
 }
 
@@ -479,7 +484,7 @@ fn failures_are_reported_in_the_status_and_a_retry_completes() {
             && msg.contains("cannot reach Vault"),
         "{msg:?}"
     );
-    let failed = wait_execution(&s, "dbaas.provision", "failed");
+    let failed = wait_execution_for(&s, "dbaas.provision", Some("ledger"), "failed");
     assert!(
         failed["error"]
             .as_str()
