@@ -3,7 +3,7 @@
 //! recording the outcome durably.
 
 use crate::content::{Action, Content};
-use crate::model::{now_rfc3339, ChildRef, Execution, Json, OutputChunk, Status};
+use crate::model::{now_rfc3339, Execution, Json, OutputChunk, Status};
 use crate::runners::{ActionOutcome, OutputSink, Registry, RunContext};
 use crate::store::{Batch, Store, StoreError};
 use std::collections::HashMap;
@@ -290,13 +290,16 @@ impl Engine {
         batch.execution(Some(prev), &execution);
         let t = self.store.commit(batch)?;
         self.store.durable(t).await?;
+        if action.workflow.is_some() {
+            execution.children = self.store.children(&execution.id)?;
+        }
         tracing::info!(execution = %execution.id, action = %execution.action, status = %execution.status, "execution finished");
         let _ = self.finished.send(execution.clone());
         Ok((execution, outcome.result))
     }
 
     /// The runner (or the chain interpreter) at work. Returns the record as the runner
-    /// left it (a workflow updates its `children`) and the outcome.
+    /// left it and the outcome.
     async fn dispatch(
         self: &Arc<Self>,
         execution: Execution,
@@ -412,14 +415,11 @@ impl Engine {
         }
     }
 
-    /// The record of `id` with each child's current status filled in.
+    /// The record of `id` (a workflow's with its children and their current statuses).
     pub fn get(&self, id: &str) -> Result<Execution, EngineError> {
-        let mut e = self
-            .store
+        self.store
             .get_execution(id)?
-            .ok_or_else(|| EngineError::UnknownExecution(id.to_string()))?;
-        refresh_children(&self.store, &mut e.children)?;
-        Ok(e)
+            .ok_or_else(|| EngineError::UnknownExecution(id.to_string()))
     }
 }
 
@@ -430,16 +430,6 @@ impl Engine {
 /// flush halves the disk syncs of short idempotent actions.
 pub(crate) fn must_record_start(p: &Prepared) -> bool {
     !p.action.meta.idempotent
-}
-
-/// Update the statuses of child references from their own records.
-pub fn refresh_children(store: &Store, children: &mut [ChildRef]) -> Result<(), StoreError> {
-    for c in children.iter_mut() {
-        if let Some(child) = store.get_execution(&c.id)? {
-            c.status = child.status;
-        }
-    }
-    Ok(())
 }
 
 /// Await `run`, enforcing the deadline: at the deadline the cancel token fires and the

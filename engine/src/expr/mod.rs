@@ -139,6 +139,15 @@ impl Vars {
     }
 }
 
+/// `word` occurs in `src` not as part of a longer identifier.
+fn mentions_word(src: &str, word: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    src.match_indices(word).any(|(i, _)| {
+        !src[..i].chars().next_back().is_some_and(ident)
+            && !src[i + word.len()..].chars().next().is_some_and(ident)
+    })
+}
+
 #[derive(Debug)]
 struct Compiled {
     source: String,
@@ -172,6 +181,12 @@ impl Expr {
     /// The source text.
     pub fn source(&self) -> &str {
         &self.inner.source
+    }
+
+    /// True when the source uses the word `name` (as a variable, property or anywhere else):
+    /// a caller may then leave a costly variable out of [`Vars`] when it is not mentioned.
+    pub fn mentions(&self, name: &str) -> bool {
+        mentions_word(self.source(), name)
     }
 
     /// Evaluate and convert the result to JSON.

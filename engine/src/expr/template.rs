@@ -50,6 +50,22 @@ impl Template {
         render_node(&self.root, vars)
     }
 
+    /// True when one of its expressions mentions `name` (see [`Expr::mentions`]).
+    pub fn mentions(&self, name: &str) -> bool {
+        fn walk(n: &Node, name: &str) -> bool {
+            match n {
+                Node::Literal(_) => false,
+                Node::Whole(e) => e.mentions(name),
+                Node::Interp(parts) => parts
+                    .iter()
+                    .any(|p| matches!(p, Part::Expr(e) if e.mentions(name))),
+                Node::Array(items) => items.iter().any(|i| walk(i, name)),
+                Node::Object(fields) => fields.iter().any(|(_, v)| walk(v, name)),
+            }
+        }
+        walk(&self.root, name)
+    }
+
     /// True when the template contains no expression (it renders to itself).
     pub fn is_static(&self) -> bool {
         matches!(self.root, Node::Literal(_))

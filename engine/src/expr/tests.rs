@@ -73,6 +73,19 @@ fn vars_set_replaces_and_from_map() {
 }
 
 #[test]
+fn mentions_finds_whole_words_only() {
+    let e = |s: &str| Expr::compile(s).unwrap();
+    assert!(e("tasks.a.status == \"ok\"").mentions("tasks"));
+    assert!(e("default(tasks, 1)").mentions("tasks"));
+    assert!(!e("subtasks + tasks_done").mentions("tasks"));
+    assert!(!e("1 + 2").mentions("tasks"));
+    let t = |v: Value| Template::compile(&v).unwrap();
+    assert!(t(json!({"a": ["x", "n={{ tasks.b.result }}"]})).mentions("tasks"));
+    assert!(t(json!({"cmd": "{{tasks.b}}"})).mentions("tasks"));
+    assert!(!t(json!({"tasks": "literal tasks", "v": "{{ n }}"})).mentions("tasks"));
+}
+
+#[test]
 fn eval_bool_rejects_non_booleans() {
     let err = Expr::compile("trigger.event")
         .unwrap()

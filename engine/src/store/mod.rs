@@ -7,7 +7,12 @@
 //!   `e:<id>` record · `s:<status>:<id>` status index · `a:<action>\0<id>` action index ·
 //!   `p:<id>` parameters with secrets (encrypted) · `w:<id>` workflow state ·
 //!   `o:<id>:<seq>` output chunks · `t:<trigger instance>\0<rule>` the execution a rule
-//!   requested for a trigger.
+//!   requested for a trigger · `c:<workflow>\0<child>` a workflow's child (its task, action
+//!   and item; the status is read from the child's own record) · `w:<id>\0t:<task>` one
+//!   task's entry of a workflow's state.
+//!   A workflow's record does not hold its children and its state does not hold its tasks:
+//!   both are separate entries, so each transition writes what changed, not everything so
+//!   far (a long chain costs the same per task as a short one).
 //!   Ids are ULIDs, so key order is creation order.
 //! - trees `triggers`, `enforcements`, `audit` (ULID keys), `sensors` (checkpoints).
 //! - tree `meta`: `schema_version`.
@@ -16,13 +21,12 @@
 //! with group commit — concurrent callers share one flush.
 
 mod crypto;
+mod lock;
 mod records;
 
-use crate::model::{Execution, Json, OutputChunk, Status};
+use crate::model::{ChildRef, Execution, Json, OutputChunk, Status};
 pub use crypto::Cipher;
-use fs2::FileExt;
 use std::fs::File;
-use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,7 +34,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const COMMIT_DELAY_TURNS: usize = 8;
 
 /// Version of the on-disk layout this build writes.
-pub const SCHEMA_VERSION: u64 = 1;
+///
+/// 2: workflow children and task entries are separate keys (`c:`, `w:<id>\0t:`); data of
+/// version 1 (children in the record, tasks in the state) is still read as it is.
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Why the store could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -108,11 +115,33 @@ impl Batch {
                 self.before
                     .push((trigger_rule_key(t, r), e.id.as_bytes().to_vec()));
             }
+            if let Some(parent) = &e.parent {
+                let child = ChildRef {
+                    id: e.id.clone(),
+                    task: e.task.clone().unwrap_or_default(),
+                    action: e.action.clone(),
+                    status: e.status,
+                    item: e.item.clone(),
+                };
+                self.before.push((
+                    child_key(parent, &e.id),
+                    serde_json::to_vec(&child).unwrap_or_default(),
+                ));
+            }
         }
         self.before.push((status_key(e.status, &e.id), Vec::new()));
+        // Children are their own entries (`c:`), never part of the stored record.
+        let value = if e.children.is_empty() {
+            serde_json::to_vec(e)
+        } else {
+            serde_json::to_vec(&Execution {
+                children: Vec::new(),
+                ..e.clone()
+            })
+        };
         self.records.push((
             format!("e:{}", e.id).into_bytes(),
-            serde_json::to_vec(e).unwrap_or_default(),
+            value.unwrap_or_default(),
         ));
     }
 
@@ -127,6 +156,10 @@ fn status_key(s: Status, id: &str) -> Vec<u8> {
 
 fn trigger_rule_key(trigger_instance: &str, rule: &str) -> Vec<u8> {
     format!("t:{trigger_instance}\0{rule}").into_bytes()
+}
+
+fn child_key(parent: &str, id: &str) -> Vec<u8> {
+    format!("c:{parent}\0{id}").into_bytes()
 }
 
 fn action_key(action: &str, id: &str) -> Vec<u8> {
@@ -151,7 +184,7 @@ impl Store {
     /// defaults to `<dir>/secret.key`.
     pub fn open(dir: &Path, key_file: Option<&Path>) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
-        let lock = lock_dir(dir)?;
+        let lock = lock::lock_dir(dir)?;
         let db = sled::Config::new()
             .path(dir.join("db"))
             .cache_capacity(64 * 1024 * 1024)
@@ -169,6 +202,9 @@ impl Store {
                         dir: dir.to_path_buf(),
                         found,
                     });
+                }
+                if found < SCHEMA_VERSION {
+                    meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes())?;
                 }
             }
             None => {
@@ -245,10 +281,44 @@ impl Store {
         self.get_sealed(&format!("r:{id}"))
     }
 
-    /// Add the state of workflow `id` to `batch`, encrypted when it holds a known secret.
+    /// Add the state of workflow `id` to `batch`, encrypted when it holds a known secret:
+    /// everything but its `tasks`, which [`Store::workflow_task`] writes one by one.
     pub fn workflow_state(&self, batch: &mut Batch, id: &str, state: &Json) {
-        let plain = serde_json::to_vec(state).unwrap_or_default();
-        let value = if crate::secrets::mask_json(state) != *state {
+        batch.raw(format!("w:{id}"), self.maybe_sealed(state));
+    }
+
+    /// Add the entry of `task` in the state of workflow `id` (its `tasks.<task>`) to
+    /// `batch`, encrypted when it holds a known secret.
+    pub fn workflow_task(&self, batch: &mut Batch, id: &str, task: &str, entry: &Json) {
+        batch.raw(format!("w:{id}\0t:{task}"), self.maybe_sealed(entry));
+    }
+
+    /// The stored state of workflow `id`, its task entries gathered under `tasks`.
+    pub fn get_workflow_state(&self, id: &str) -> Result<Option<Json>, StoreError> {
+        let key = format!("w:{id}");
+        let Some(v) = self.exec.get(&key)? else {
+            return Ok(None);
+        };
+        let mut state = self.open_maybe_sealed(&key, &v)?;
+        let prefix = format!("w:{id}\0t:");
+        for item in self.exec.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k).to_string();
+            let entry = self.open_maybe_sealed(&key, &v)?;
+            if !state["tasks"].is_object() {
+                state["tasks"] = Json::Object(Default::default());
+            }
+            if let Some(tasks) = state["tasks"].as_object_mut() {
+                tasks.insert(key[prefix.len()..].to_string(), entry);
+            }
+        }
+        Ok(Some(state))
+    }
+
+    /// `J` + JSON, or `E` + sealed JSON when `value` holds a known secret.
+    fn maybe_sealed(&self, value: &Json) -> Vec<u8> {
+        let plain = serde_json::to_vec(value).unwrap_or_default();
+        if crate::secrets::mask_json(value) != *value {
             let mut v = b"E".to_vec();
             v.extend(self.cipher.seal(&plain));
             v
@@ -256,23 +326,16 @@ impl Store {
             let mut v = b"J".to_vec();
             v.extend(plain);
             v
-        };
-        batch.raw(format!("w:{id}"), value);
+        }
     }
 
-    /// The stored state of workflow `id`.
-    pub fn get_workflow_state(&self, id: &str) -> Result<Option<Json>, StoreError> {
-        let key = format!("w:{id}");
-        let Some(v) = self.exec.get(&key)? else {
-            return Ok(None);
-        };
+    fn open_maybe_sealed(&self, key: &str, v: &[u8]) -> Result<Json, StoreError> {
         let plain = match v.first() {
             Some(b'E') => self.cipher.open_sealed(&v[1..])?,
             Some(b'J') => v[1..].to_vec(),
-            _ => return Err(corrupt(&key, "unknown state encoding")),
+            _ => return Err(corrupt(key, "unknown state encoding")),
         };
-        let state: Json = serde_json::from_slice(&plain).map_err(|e| corrupt(&key, e))?;
-        Ok(Some(state))
+        serde_json::from_slice(&plain).map_err(|e| corrupt(key, e))
     }
 
     fn get_sealed(&self, key: &str) -> Result<Option<Json>, StoreError> {
@@ -285,15 +348,44 @@ impl Store {
         ))
     }
 
-    /// The execution `id`.
+    /// The execution `id`, with its children (for a workflow) in run order.
     pub fn get_execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
         let key = format!("e:{id}");
         match self.exec.get(&key)? {
-            Some(v) => Ok(Some(
-                serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))?,
-            )),
+            Some(v) => Ok(Some(self.decode_execution(&key, &v)?)),
             None => Ok(None),
         }
+    }
+
+    /// A stored record with its children attached.
+    fn decode_execution(&self, key: &str, v: &[u8]) -> Result<Execution, StoreError> {
+        let mut e: Execution = serde_json::from_slice(v).map_err(|e| corrupt(key, e))?;
+        let children = self.children(&e.id)?;
+        if !children.is_empty() {
+            e.children = children;
+        }
+        Ok(e)
+    }
+
+    /// The children of workflow execution `id` in run order, each with the status of its
+    /// own record.
+    pub fn children(&self, id: &str) -> Result<Vec<ChildRef>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.exec.scan_prefix(format!("c:{id}\0")) {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k).to_string();
+            let mut c: ChildRef = serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))?;
+            if let Some(rec) = self.exec.get(format!("e:{}", c.id))? {
+                #[derive(serde::Deserialize)]
+                struct StatusOnly {
+                    status: Status,
+                }
+                let s: StatusOnly = serde_json::from_slice(&rec).map_err(|e| corrupt(&key, e))?;
+                c.status = s.status;
+            }
+            out.push(c);
+        }
+        Ok(out)
     }
 
     /// The execution a rule already requested for a trigger instance (so that evaluating a
@@ -338,7 +430,7 @@ impl Store {
             let (k, v) = item?;
             let key = String::from_utf8_lossy(&k).to_string();
             let e: Execution = if key.starts_with("e:") {
-                serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))?
+                self.decode_execution(&key, &v)?
             } else {
                 let id = key.rsplit([':', '\0']).next().unwrap_or("");
                 match self.get_execution(id)? {
@@ -475,42 +567,6 @@ fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
         key: key.to_string(),
         message: e.to_string(),
     }
-}
-
-/// Take the data directory's lock file, recording who holds it.
-fn lock_dir(dir: &Path) -> Result<File, StoreError> {
-    let path = dir.join("LOCK");
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)?;
-    if f.try_lock_exclusive().is_err() {
-        let mut holder = String::new();
-        let _ = f.read_to_string(&mut holder);
-        let holder = if holder.trim().is_empty() {
-            "unknown holder".to_string()
-        } else {
-            holder.trim().to_string()
-        };
-        return Err(StoreError::Locked {
-            dir: dir.to_path_buf(),
-            holder,
-        });
-    }
-    let cmd: Vec<String> = std::env::args().take(3).collect();
-    f.set_len(0)?;
-    f.rewind()?;
-    write!(
-        f,
-        "pid {} `{}` since {}",
-        std::process::id(),
-        cmd.join(" "),
-        crate::model::now_rfc3339()
-    )?;
-    f.sync_all()?;
-    Ok(f)
 }
 
 #[cfg(test)]

@@ -117,6 +117,12 @@ async fn secrets_are_sealed_on_disk() {
         &json!({"scope": {"pw": "sealed-secret-value-xyz"}}),
     );
     s.workflow_state(&mut b, "01E", &json!({"scope": {"n": 1}}));
+    s.workflow_task(
+        &mut b,
+        "01E",
+        "login",
+        &json!({"status": "succeeded", "result": {"token": "sealed-secret-value-xyz"}}),
+    );
     s.seal_result(
         &mut b,
         "01F",
@@ -132,9 +138,11 @@ async fn secrets_are_sealed_on_disk() {
         s.get_workflow_state("01D").unwrap().unwrap()["scope"]["pw"],
         "sealed-secret-value-xyz"
     );
+    let state = s.get_workflow_state("01E").unwrap().unwrap();
+    assert_eq!(state["scope"]["n"], 1);
     assert_eq!(
-        s.get_workflow_state("01E").unwrap().unwrap()["scope"]["n"],
-        1
+        state["tasks"]["login"]["result"]["token"],
+        "sealed-secret-value-xyz"
     );
     assert_eq!(
         s.sealed_result("01F").unwrap().unwrap()["data"]["pw"],
@@ -151,6 +159,82 @@ async fn secrets_are_sealed_on_disk() {
             entry.display()
         );
     }
+}
+
+#[test]
+fn children_are_listed_from_their_own_entries_in_run_order() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Store::open(d.path(), None).unwrap();
+    let wf = exec("01W", "p.flow", Status::Running);
+    s.put_execution(None, &wf).unwrap();
+    let mut kids = Vec::new();
+    for (id, task, item) in [("01X", "a", None), ("01Y", "b", Some(json!("h1")))] {
+        let mut c = exec(id, "core.noop", Status::Running);
+        c.parent = Some("01W".into());
+        c.task = Some(task.into());
+        c.item = item;
+        s.put_execution(None, &c).unwrap();
+        kids.push(c);
+    }
+    kids[0].status = Status::Succeeded;
+    s.put_execution(Some(Status::Running), &kids[0]).unwrap();
+
+    let got = s.get_execution("01W").unwrap().unwrap();
+    let view: Vec<_> = got
+        .children
+        .iter()
+        .map(|c| (c.id.as_str(), c.task.as_str(), c.status, c.item.clone()))
+        .collect();
+    assert_eq!(
+        view,
+        [
+            ("01X", "a", Status::Succeeded, None),
+            ("01Y", "b", Status::Running, Some(json!("h1")))
+        ]
+    );
+    // Listing attaches them too; the workflow's own record never holds them.
+    let listed = s.list_executions(&ListFilter::default()).unwrap();
+    let w = listed.iter().find(|e| e.id == "01W").unwrap();
+    assert_eq!(w.children.len(), 2);
+    let mut with_children = got.clone();
+    with_children.status = Status::Succeeded;
+    s.put_execution(Some(Status::Running), &with_children)
+        .unwrap();
+    let raw = s.exec.get("e:01W").unwrap().unwrap();
+    assert!(!String::from_utf8_lossy(&raw).contains("01X"));
+    assert_eq!(s.get_execution("01W").unwrap().unwrap().children.len(), 2);
+}
+
+#[test]
+fn data_of_schema_version_1_is_read() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(d.path(), None).unwrap();
+        // Version 1 kept children in the record and tasks in the state.
+        let mut wf = serde_json::to_value(exec("01V", "p.flow", Status::Succeeded)).unwrap();
+        wf["children"] =
+            json!([{"id": "01Z", "task": "a", "action": "core.noop", "status": "succeeded"}]);
+        s.exec
+            .insert("e:01V", serde_json::to_vec(&wf).unwrap())
+            .unwrap();
+        let mut state = b"J".to_vec();
+        state
+            .extend(serde_json::to_vec(&json!({"tasks": {"a": {"status": "succeeded"}}})).unwrap());
+        s.exec.insert("w:01V", state).unwrap();
+        s.db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", "1")
+            .unwrap();
+        s.db.flush().unwrap();
+    }
+    let s = Store::open(d.path(), None).unwrap();
+    let meta = s.db.open_tree("meta").unwrap();
+    assert_eq!(&*meta.get("schema_version").unwrap().unwrap(), b"2");
+    let wf = s.get_execution("01V").unwrap().unwrap();
+    assert_eq!(wf.children.len(), 1);
+    assert_eq!(wf.children[0].id, "01Z");
+    let state = s.get_workflow_state("01V").unwrap().unwrap();
+    assert_eq!(state["tasks"]["a"]["status"], "succeeded");
 }
 
 #[tokio::test]

@@ -24,7 +24,6 @@ impl Chain {
             return Ok(Recovered::Rerun);
         };
         if child.status.is_terminal() {
-            self.set_child_status(id, child.status);
             // A result that held secrets was sealed beside the (masked) record.
             let result = match store.sealed_result(id)? {
                 Some(clear) => {
@@ -75,7 +74,6 @@ impl Chain {
         });
         let t = store.put_execution(Some(prev), &child)?;
         store.durable(t).await?;
-        self.set_child_status(id, Status::Abandoned);
         Ok(if idempotent {
             Recovered::Rerun
         } else {

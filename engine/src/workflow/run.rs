@@ -6,7 +6,7 @@ use super::state::{ChainState, Cursor, LastTask, UnitOutcome};
 use super::{Next, Task, Workflow};
 use crate::executions::{Engine, EngineError, Request};
 use crate::expr::Vars;
-use crate::model::{ChildRef, Execution, Json, Status};
+use crate::model::{Execution, Json, Status};
 use crate::runners::ActionOutcome;
 use crate::store::Batch;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -37,6 +37,7 @@ pub fn run(
             wf,
             execution,
             state: ChainState::default(),
+            changed_tasks: Vec::new(),
             cancel,
         };
         match chain.drive(params).await {
@@ -54,6 +55,8 @@ struct Chain {
     wf: Arc<Workflow>,
     execution: Execution,
     state: ChainState,
+    /// Tasks whose `tasks.<name>` entry changed since the state was last staged.
+    changed_tasks: Vec<String>,
     cancel: CancellationToken,
 }
 
@@ -71,6 +74,8 @@ impl Chain {
         match self.engine.store().get_workflow_state(&self.execution.id)? {
             Some(saved) => {
                 self.state = serde_json::from_value(saved).unwrap_or_default();
+                // Written again as entries (state saved by an older version held them inline).
+                self.changed_tasks = self.state.tasks.keys().cloned().collect();
                 self.state
                     .secrets
                     .iter()
@@ -132,7 +137,7 @@ impl Chain {
             None => (1, 1),
             Some((items_t, conc)) => {
                 if cursor.items.is_none() {
-                    let mut vars = self.vars(None, None);
+                    let mut vars = self.vars(None, None, items_t.mentions("tasks"));
                     match items_t.render(&mut vars) {
                         Ok(Json::Array(items)) => cursor.items = Some(items),
                         Ok(other) => {
@@ -196,14 +201,11 @@ impl Chain {
             };
             let o = match finished {
                 // The result in clear: publish and guards may use secret values.
-                Ok((child, result)) => {
-                    self.set_child_status(&child.id, child.status);
-                    UnitOutcome {
-                        status: child.status,
-                        result,
-                        error: child.error,
-                    }
-                }
+                Ok((child, result)) => UnitOutcome {
+                    status: child.status,
+                    result,
+                    error: child.error,
+                },
                 Err(e) => UnitOutcome {
                     status: Status::Failed,
                     result: Json::Null,
@@ -237,7 +239,7 @@ impl Chain {
         unit: usize,
         item: Option<Json>,
     ) -> Result<Option<ChildFuture>, EngineError> {
-        let mut vars = self.vars(None, item.as_ref());
+        let mut vars = self.vars(None, item.as_ref(), task.parameters.mentions("tasks"));
         let mut req = Request {
             action: task.action.clone(),
             parameters: Json::Null,
@@ -261,7 +263,6 @@ impl Chain {
         let start = match prepared {
             Ok(p) => {
                 self.engine.stage(&mut batch, &p);
-                self.push_child(&p.execution);
                 cursor.in_flight.insert(unit, p.execution.id.clone());
                 Some(p)
             }
@@ -270,7 +271,6 @@ impl Chain {
                     .engine
                     .failed_record(&req, &format!("task `{}`: {msg}", task.name));
                 batch.execution(None, &rec);
-                self.push_child(&rec);
                 cursor.done.insert(
                     unit,
                     UnitOutcome {
@@ -322,7 +322,8 @@ impl Chain {
         let task: &Task = &wf.tasks[idx];
         let attempt = self.state.cursor.as_ref().map_or(1, |c| c.attempt);
         if outcome.status == Status::Succeeded {
-            let mut vars = self.vars(Some(&outcome.result), None);
+            let needs_tasks = task.publish.iter().any(|(_, t)| t.mentions("tasks"));
+            let mut vars = self.vars(Some(&outcome.result), None, needs_tasks);
             for (name, t) in &task.publish {
                 match t.render(&mut vars) {
                     Ok(v) => {
@@ -360,6 +361,7 @@ impl Chain {
             task.name.clone(),
             json!({"status": outcome.status, "result": outcome.result, "error": outcome.error}),
         );
+        self.changed_tasks.push(task.name.clone());
         self.state.last = Some(LastTask {
             task: task.name.clone(),
             status: outcome.status,
@@ -370,7 +372,10 @@ impl Chain {
         } else {
             &task.on_success
         };
-        let mut vars = self.vars(Some(&outcome.result), None);
+        let needs_tasks = nexts
+            .iter()
+            .any(|n| n.condition.as_ref().is_some_and(|c| c.mentions("tasks")));
+        let mut vars = self.vars(Some(&outcome.result), None, needs_tasks);
         let mut chosen = None;
         for n in nexts {
             let holds = match &n.condition {
@@ -409,7 +414,7 @@ impl Chain {
         };
         let output = match &self.wf.output {
             Some(t) if last.status == Status::Succeeded => {
-                let mut vars = self.vars(None, None);
+                let mut vars = self.vars(None, None, t.mentions("tasks"));
                 match t.render(&mut vars) {
                     Ok(v) => v,
                     Err(e) => {
@@ -444,9 +449,14 @@ impl Chain {
         Json::Object(map)
     }
 
-    fn vars(&self, result: Option<&Json>, item: Option<&Json>) -> Vars {
+    /// The variables of an expression: the scope, `workflow`, and `result` / `item` when
+    /// given. `tasks` only when `with_tasks`: it grows with every task, so it is converted
+    /// only for the expressions that mention it.
+    fn vars(&self, result: Option<&Json>, item: Option<&Json>, with_tasks: bool) -> Vars {
         let mut vars = Vars::from_map(&self.state.scope);
-        vars.set("tasks", &Json::Object(self.state.tasks.clone()));
+        if with_tasks {
+            vars.set("tasks", &Json::Object(self.state.tasks.clone()));
+        }
         vars.set(
             "workflow",
             &json!({"id": self.execution.id, "action": self.execution.action}),
@@ -460,44 +470,42 @@ impl Chain {
         vars
     }
 
-    fn push_child(&mut self, child: &Execution) {
-        self.execution.children.push(ChildRef {
-            id: child.id.clone(),
-            task: child.task.clone().unwrap_or_default(),
-            action: child.action.clone(),
-            status: child.status,
-            item: child.item.clone(),
-        });
-    }
-
-    fn set_child_status(&mut self, id: &str, status: Status) {
-        if let Some(c) = self.execution.children.iter_mut().find(|c| c.id == id) {
-            c.status = status;
-        }
-    }
-
-    /// Stage the state and the workflow's own record into `batch`.
+    /// Stage the state into `batch`: the task entries that changed and the rest of the
+    /// state (never every task again: a transition costs the same in a long chain).
     fn stage_state(&mut self, batch: &mut Batch) {
-        let mut value = serde_json::to_value(&self.state).unwrap_or(Json::Null);
-        let secrets = crate::secrets::found_in(&value);
-        if !secrets.is_empty() {
-            self.state.secrets = secrets.clone();
-            value["secrets"] = json!(secrets);
+        let store = self.engine.store().clone();
+        let mut secrets = Vec::new();
+        for name in std::mem::take(&mut self.changed_tasks) {
+            if let Some(entry) = self.state.tasks.get(&name) {
+                secrets.extend(crate::secrets::found_in(entry));
+                store.workflow_task(batch, &self.execution.id, &name, entry);
+            }
         }
-        self.engine
-            .store()
-            .workflow_state(batch, &self.execution.id, &value);
-        batch.execution(Some(self.execution.status), &self.execution);
+        let tasks = std::mem::take(&mut self.state.tasks);
+        let mut value = serde_json::to_value(&self.state).unwrap_or(Json::Null);
+        self.state.tasks = tasks;
+        secrets.extend(crate::secrets::found_in(&value));
+        let mut added = false;
+        for s in secrets {
+            if !self.state.secrets.contains(&s) {
+                self.state.secrets.push(s);
+                added = true;
+            }
+        }
+        if added {
+            value["secrets"] = json!(self.state.secrets);
+        }
+        store.workflow_state(batch, &self.execution.id, &value);
     }
 
-    /// Commit the state and the record, without waiting for the disk.
+    /// Commit the state, without waiting for the disk.
     fn commit_state(&mut self) -> Result<u64, EngineError> {
         let mut b = Batch::default();
         self.stage_state(&mut b);
         Ok(self.engine.store().commit(b)?)
     }
 
-    /// Commit the state and the record durably.
+    /// Commit the state durably.
     async fn save(&mut self) -> Result<(), EngineError> {
         let t = self.commit_state()?;
         self.engine.store().durable(t).await?;

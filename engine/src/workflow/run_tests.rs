@@ -52,3 +52,74 @@ async fn quick_children_keep_their_final_record() {
         );
     }
 }
+
+/// A long chain keeps each task's entry and its children apart from the state's head and
+/// the workflow's record, and `tasks`, results and publishes still work across all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_chains_store_tasks_and_children_as_entries() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("packs/t/actions")).expect("mkdir");
+    std::fs::create_dir_all(root.join("workflows")).expect("mkdir");
+    std::fs::write(root.join("packs/t/pack.yaml"), "name: t\n").expect("write");
+    std::fs::write(
+        root.join("packs/t/actions/n.yaml"),
+        "name: n\nrunner: noop\nparameters:\n  v: {}\n  first: {}\n",
+    )
+    .expect("write");
+    let mut wf = String::from("name: w\nvars: {sum: 0}\nchain:\n");
+    for i in 0..30 {
+        let extra = if i == 29 {
+            ", first: \"{{ tasks.t0.result.v }}\""
+        } else {
+            ""
+        };
+        wf.push_str(&format!(
+            "  - name: t{i}\n    ref: t.n\n    parameters: {{v: {i}{extra}}}\n    publish: {{sum: \"{{{{ sum + result.v }}}}\"}}\n"
+        ));
+        if i < 29 {
+            wf.push_str(&format!("    on-success: t{}\n", i + 1));
+        }
+    }
+    wf.push_str("output: {sum: \"{{ sum }}\", first: \"{{ tasks.t29.result.first }}\", n: \"{{ tasks.len() }}\"}\n");
+    std::fs::write(root.join("workflows/w.yaml"), wf).expect("write");
+    let content = Arc::new(content::load(root).expect("valid content"));
+    let store = Arc::new(Store::open(&root.join(".squall"), None).expect("store"));
+    let engine = Engine::new(content, store.clone(), Registry::builtin());
+    let wf = engine
+        .execute(Request {
+            action: "site.w".into(),
+            parameters: serde_json::json!({}),
+            ..Default::default()
+        })
+        .await
+        .expect("workflow ran");
+    assert_eq!(wf.status, Status::Succeeded, "{wf:#?}");
+    assert_eq!(
+        wf.result,
+        Some(serde_json::json!({"sum": 435, "first": 0, "n": 30}))
+    );
+    let tasks: Vec<_> = wf.children.iter().map(|c| c.task.clone()).collect();
+    let expected: Vec<_> = (0..30).map(|i| format!("t{i}")).collect();
+    assert_eq!(tasks, expected);
+    assert_eq!(engine.get(&wf.id).expect("get").children.len(), 30);
+
+    let state = store
+        .get_workflow_state(&wf.id)
+        .expect("store")
+        .expect("state");
+    assert_eq!(state["tasks"].as_object().map(|m| m.len()), Some(30));
+    assert_eq!(state["tasks"]["t7"]["result"]["v"], 7);
+    let tree = store.db().open_tree("executions").expect("tree");
+    let head = tree
+        .get(format!("w:{}", wf.id))
+        .expect("read")
+        .expect("head");
+    let head: serde_json::Value = serde_json::from_slice(&head[1..]).expect("json head");
+    assert_eq!(head["tasks"], serde_json::json!({}), "{head}");
+    let record = tree
+        .get(format!("e:{}", wf.id))
+        .expect("read")
+        .expect("record");
+    assert!(!String::from_utf8_lossy(&record).contains("children"));
+}

@@ -12,7 +12,9 @@ pub struct ChainState {
     pub scope: Map<String, Json>,
     /// Names published so far, in order (the default output).
     pub published: Vec<String>,
-    /// `tasks.<name>` = `{status, result, error}` of every task that has run.
+    /// `tasks.<name>` = `{status, result, error}` of every task that has run. Stored as one
+    /// entry per task beside the rest (see `Store::workflow_task`).
+    #[serde(default)]
     pub tasks: Map<String, Json>,
     /// The task being run, or next to run; `None` once the chain has ended.
     pub cursor: Option<Cursor>,
