@@ -289,3 +289,53 @@ fn a_nested_workflow_interrupted_inside_resumes_with_its_parent() {
         .json();
     assert_eq!(running.as_array().map(Vec::len), Some(0), "{running:#}");
 }
+
+/// A `with` task interrupted half-way goes on with the items not yet done: items that
+/// finished before the crash do not run again, those in flight (idempotent) run again, and
+/// the task's result lists every item in order.
+#[test]
+fn a_with_task_interrupted_half_way_goes_on_with_the_items_left() {
+    let sq = content();
+    sq.write(
+        "packs/crash/workflows/fan.yaml",
+        r#"name: fan
+parameters:
+  log: {type: string, required: true}
+chain:
+  - name: each
+    ref: crash.istep
+    with:
+      items: [{n: i0, s: 0.2}, {n: i1, s: 0.2}, {n: i2, s: 0.2}, {n: i3, s: 3}, {n: i4, s: 0.2}, {n: i5, s: 0.2}]
+      concurrency: 2
+    parameters: {name: "{{ item.n }}", log: "{{ log }}", sleep: "{{ item.s }}"}
+"#,
+    );
+    let log = sq.path("effects.log");
+    let e = kill_during(&sq, "crash.fan", json!({"log": log}), "i3 start");
+    assert_eq!(e["status"], "succeeded", "{e:#}");
+    // i3 starts only when i0 and i1 have ended and their records are durable.
+    for done_before in ["i0", "i1"] {
+        assert_eq!(
+            count_lines(&log, &format!("{done_before} start")),
+            1,
+            "{done_before} ran again"
+        );
+    }
+    assert!(count_lines(&log, "i3 start") >= 2, "i3 was not run again");
+    for i in 0..6 {
+        assert!(
+            count_lines(&log, &format!("i{i} end")) >= 1,
+            "i{i} never ended"
+        );
+    }
+    // One succeeded child per item, whatever ran twice.
+    let mut items: Vec<String> = e["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .filter(|c| c["status"] == "succeeded")
+        .map(|c| c["item"]["n"].as_str().unwrap_or_default().to_string())
+        .collect();
+    items.sort();
+    assert_eq!(items, ["i0", "i1", "i2", "i3", "i4", "i5"], "{e:#}");
+}

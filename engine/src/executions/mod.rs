@@ -250,7 +250,6 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.clone(), cancel.clone());
-        let (tx, collector) = self.collect_output(&id);
         let deadline = action
             .meta
             .timeout
@@ -262,10 +261,9 @@ impl Engine {
             parameters,
             action.clone(),
             cancel.clone(),
-            OutputSink::new(tx),
+            self.output_sink(&id),
         );
         let (mut execution, outcome) = supervise(run, deadline, &cancel, fallback).await;
-        let _ = collector.await;
         self.cancels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -329,48 +327,44 @@ impl Engine {
         (execution, runner.run(ctx).await)
     }
 
-    /// Store output chunks as they come (masked) and pass them to live subscribers.
-    fn collect_output(
-        self: &Arc<Self>,
-        id: &str,
-    ) -> (
-        mpsc::UnboundedSender<(String, String)>,
-        tokio::task::JoinHandle<()>,
-    ) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(String, String)>();
-        let engine = self.clone();
+    /// A sink that stores each output chunk (masked) as it comes, in order, and passes it
+    /// to live subscribers.
+    fn output_sink(self: &Arc<Self>, id: &str) -> OutputSink {
+        let engine = Arc::downgrade(self);
         let id = id.to_string();
-        let handle = tokio::spawn(async move {
-            let mut seq = 0u64;
-            while let Some((stream, data)) = rx.recv().await {
-                let chunk = OutputChunk {
-                    stream,
-                    data: crate::secrets::mask_str(&data),
-                    at: now_rfc3339(),
-                };
-                if let Err(e) = engine.store.put_output(&id, seq, &chunk) {
-                    tracing::warn!(execution = %id, error = %e, "cannot store output chunk");
-                }
-                if let Some(tap) = engine
-                    .tap
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_ref()
-                {
-                    let _ = tap.send((id.clone(), chunk.clone()));
-                }
-                if let Some(tx) = engine
-                    .live
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&id)
-                {
-                    let _ = tx.send((seq, chunk));
-                }
-                seq += 1;
+        let seq = Mutex::new(0u64);
+        OutputSink::to(move |stream, data| {
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            // Held while storing and publishing: chunks keep their order everywhere.
+            let mut seq = seq.lock().unwrap_or_else(|e| e.into_inner());
+            let chunk = OutputChunk {
+                stream: stream.to_string(),
+                data: crate::secrets::mask_str(&data),
+                at: now_rfc3339(),
+            };
+            if let Err(e) = engine.store.put_output(&id, *seq, &chunk) {
+                tracing::warn!(execution = %id, error = %e, "cannot store output chunk");
             }
-        });
-        (tx, handle)
+            if let Some(tap) = engine
+                .tap
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+            {
+                let _ = tap.send((id.clone(), chunk.clone()));
+            }
+            if let Some(tx) = engine
+                .live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+            {
+                let _ = tx.send((*seq, chunk));
+            }
+            *seq += 1;
+        })
     }
 
     /// Receive every output chunk of every execution as `(execution id, chunk)` (the CLI

@@ -123,27 +123,39 @@ impl ActionOutcome {
 }
 
 /// A stream of output chunks from a runner: `(stream, text)` with stream `stdout`,
-/// `stderr` or `progress`.
+/// `stderr` or `progress`. The engine's sink stores and publishes each chunk as it is
+/// emitted, so a runner that emits nothing costs nothing.
 #[derive(Clone)]
 pub struct OutputSink {
-    tx: Option<mpsc::UnboundedSender<(String, String)>>,
+    to: Option<Arc<EmitFn>>,
 }
+
+type EmitFn = dyn Fn(&str, String) + Send + Sync;
 
 impl OutputSink {
     /// A sink that sends every chunk to `tx`.
     pub fn new(tx: mpsc::UnboundedSender<(String, String)>) -> Self {
-        OutputSink { tx: Some(tx) }
+        OutputSink::to(move |stream, data| {
+            let _ = tx.send((stream.to_string(), data));
+        })
+    }
+
+    /// A sink that calls `f` with every chunk, on the runner's thread.
+    pub fn to(f: impl Fn(&str, String) + Send + Sync + 'static) -> Self {
+        OutputSink {
+            to: Some(Arc::new(f)),
+        }
     }
 
     /// A sink that drops everything (tests, validation).
     pub fn discard() -> Self {
-        OutputSink { tx: None }
+        OutputSink { to: None }
     }
 
     /// Emit one chunk.
     pub fn emit(&self, stream: &str, data: impl Into<String>) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send((stream.to_string(), data.into()));
+        if let Some(f) = &self.to {
+            f(stream, data.into());
         }
     }
 }

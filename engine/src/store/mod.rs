@@ -9,7 +9,8 @@
 //!   `o:<id>:<seq>` output chunks · `t:<trigger instance>\0<rule>` the execution a rule
 //!   requested for a trigger · `c:<workflow>\0<child>` a workflow's child (its task, action
 //!   and item; the status is read from the child's own record) · `w:<id>\0t:<task>` one
-//!   task's entry of a workflow's state.
+//!   task's entry of a workflow's state · `w:<id>\0i:<pass>` the items of a `with` task and
+//!   `w:<id>\0u:<pass>\0<unit>` each finished item (see `workflows.rs`).
 //!   A workflow's record does not hold its children and its state does not hold its tasks:
 //!   both are separate entries, so each transition writes what changed, not everything so
 //!   far (a long chain costs the same per task as a short one).
@@ -23,6 +24,7 @@
 mod crypto;
 mod lock;
 mod records;
+mod workflows;
 
 use crate::model::{ChildRef, Execution, Json, OutputChunk, Status};
 pub use crypto::Cipher;
@@ -147,6 +149,10 @@ impl Batch {
 
     fn raw(&mut self, key: String, value: Vec<u8>) {
         self.before.push((key.into_bytes(), value));
+    }
+
+    fn remove(&mut self, key: String) {
+        self.after.push(key.into_bytes());
     }
 }
 
@@ -279,63 +285,6 @@ impl Store {
     /// The full result of `id` when it was sealed (it held secrets).
     pub fn sealed_result(&self, id: &str) -> Result<Option<Json>, StoreError> {
         self.get_sealed(&format!("r:{id}"))
-    }
-
-    /// Add the state of workflow `id` to `batch`, encrypted when it holds a known secret:
-    /// everything but its `tasks`, which [`Store::workflow_task`] writes one by one.
-    pub fn workflow_state(&self, batch: &mut Batch, id: &str, state: &Json) {
-        batch.raw(format!("w:{id}"), self.maybe_sealed(state));
-    }
-
-    /// Add the entry of `task` in the state of workflow `id` (its `tasks.<task>`) to
-    /// `batch`, encrypted when it holds a known secret.
-    pub fn workflow_task(&self, batch: &mut Batch, id: &str, task: &str, entry: &Json) {
-        batch.raw(format!("w:{id}\0t:{task}"), self.maybe_sealed(entry));
-    }
-
-    /// The stored state of workflow `id`, its task entries gathered under `tasks`.
-    pub fn get_workflow_state(&self, id: &str) -> Result<Option<Json>, StoreError> {
-        let key = format!("w:{id}");
-        let Some(v) = self.exec.get(&key)? else {
-            return Ok(None);
-        };
-        let mut state = self.open_maybe_sealed(&key, &v)?;
-        let prefix = format!("w:{id}\0t:");
-        for item in self.exec.scan_prefix(&prefix) {
-            let (k, v) = item?;
-            let key = String::from_utf8_lossy(&k).to_string();
-            let entry = self.open_maybe_sealed(&key, &v)?;
-            if !state["tasks"].is_object() {
-                state["tasks"] = Json::Object(Default::default());
-            }
-            if let Some(tasks) = state["tasks"].as_object_mut() {
-                tasks.insert(key[prefix.len()..].to_string(), entry);
-            }
-        }
-        Ok(Some(state))
-    }
-
-    /// `J` + JSON, or `E` + sealed JSON when `value` holds a known secret.
-    fn maybe_sealed(&self, value: &Json) -> Vec<u8> {
-        let plain = serde_json::to_vec(value).unwrap_or_default();
-        if crate::secrets::mask_json(value) != *value {
-            let mut v = b"E".to_vec();
-            v.extend(self.cipher.seal(&plain));
-            v
-        } else {
-            let mut v = b"J".to_vec();
-            v.extend(plain);
-            v
-        }
-    }
-
-    fn open_maybe_sealed(&self, key: &str, v: &[u8]) -> Result<Json, StoreError> {
-        let plain = match v.first() {
-            Some(b'E') => self.cipher.open_sealed(&v[1..])?,
-            Some(b'J') => v[1..].to_vec(),
-            _ => return Err(corrupt(key, "unknown state encoding")),
-        };
-        serde_json::from_slice(&plain).map_err(|e| corrupt(key, e))
     }
 
     fn get_sealed(&self, key: &str) -> Result<Option<Json>, StoreError> {

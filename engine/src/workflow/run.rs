@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+#[path = "persist.rs"]
+mod persist;
 #[path = "recover.rs"]
 mod recover;
 use recover::Recovered;
@@ -38,6 +40,9 @@ pub fn run(
             execution,
             state: ChainState::default(),
             changed_tasks: Vec::new(),
+            changed_units: Vec::new(),
+            items_changed: false,
+            retired: Vec::new(),
             cancel,
         };
         match chain.drive(params).await {
@@ -57,6 +62,12 @@ struct Chain {
     state: ChainState,
     /// Tasks whose `tasks.<name>` entry changed since the state was last staged.
     changed_tasks: Vec<String>,
+    /// Units of the cursor that finished since the state was last staged.
+    changed_units: Vec<usize>,
+    /// The cursor's items were rendered since the state was last staged.
+    items_changed: bool,
+    /// Passes (with their unit counts) whose entries are to be removed.
+    retired: Vec<(u64, usize)>,
     cancel: CancellationToken,
 }
 
@@ -76,6 +87,7 @@ impl Chain {
                 self.state = serde_json::from_value(saved).unwrap_or_default();
                 // Written again as entries (state saved by an older version held them inline).
                 self.changed_tasks = self.state.tasks.keys().cloned().collect();
+                self.load_pass()?;
                 self.state
                     .secrets
                     .iter()
@@ -90,26 +102,26 @@ impl Chain {
                     scope.insert(k.clone(), v.clone());
                 }
                 self.state.scope = scope;
-                self.state.cursor = Some(Cursor::at(&self.wf.tasks[self.wf.start].name, 1));
+                let start = self.wf.tasks[self.wf.start].name.clone();
+                self.move_to(Some((&start, 1)));
                 self.save().await?;
             }
         }
-        while let Some(cursor) = self.state.cursor.clone() {
+        while let Some(name) = self.state.cursor.as_ref().map(|c| c.task.clone()) {
             if self.cancel.is_cancelled() {
                 return Ok(ActionOutcome::canceled(self.default_output()));
             }
-            let Some(idx) = self.wf.task_index(&cursor.task) else {
+            let Some(idx) = self.wf.task_index(&name) else {
                 return Ok(ActionOutcome::failed(
                     format!(
-                        "saved state points at task `{}`, which this workflow no longer has",
-                        cursor.task
+                        "saved state points at task `{name}`, which this workflow no longer has"
                     ),
                     Json::Null,
                 ));
             };
-            let outcome = self.run_task(idx, cursor).await?;
+            let outcome = self.run_task(idx).await?;
             if outcome.fatal {
-                self.state.cursor = None;
+                self.move_to(None);
                 self.save().await?;
                 let msg = outcome.error.unwrap_or_default();
                 return Ok(ActionOutcome::failed(msg, self.default_output()));
@@ -126,20 +138,16 @@ impl Chain {
     }
 
     /// Run every unit of the task at `idx` (one, or one per item), `concurrency` at a time.
-    async fn run_task(
-        &mut self,
-        idx: usize,
-        mut cursor: Cursor,
-    ) -> Result<TaskOutcome, EngineError> {
+    async fn run_task(&mut self, idx: usize) -> Result<TaskOutcome, EngineError> {
         let wf = self.wf.clone();
         let task: &Task = &wf.tasks[idx];
         let (units, concurrency) = match &task.with_items {
             None => (1, 1),
             Some((items_t, conc)) => {
-                if cursor.items.is_none() {
+                if self.cur().items.is_none() {
                     let mut vars = self.vars(None, None, items_t.mentions("tasks"));
                     match items_t.render(&mut vars) {
-                        Ok(Json::Array(items)) => cursor.items = Some(items),
+                        Ok(Json::Array(items)) => self.cur().items = Some(items),
                         Ok(other) => {
                             return Ok(task_failed(format!(
                                 "with.items must yield an array, got {other}"
@@ -147,36 +155,36 @@ impl Chain {
                         }
                         Err(e) => return Ok(task_failed(format!("with.items: {e}"))),
                     }
-                    self.state.cursor = Some(cursor.clone());
+                    self.items_changed = true;
                     self.save().await?;
                 }
-                (cursor.items.as_ref().map_or(0, Vec::len), *conc)
+                (self.cur().items.as_ref().map_or(0, Vec::len), *conc)
             }
         };
         let mut running: FuturesUnordered<UnitFuture> = FuturesUnordered::new();
         // Children recorded as in flight by an earlier process.
-        for (unit, child_id) in cursor.in_flight.clone() {
+        for (unit, child_id) in self.cur().in_flight.clone() {
             match self.recover_child(&child_id).await? {
-                Recovered::Done(o) => {
-                    cursor.in_flight.remove(&unit);
-                    cursor.done.insert(unit, o);
-                }
+                Recovered::Done(o) => self.unit_done(unit, o),
                 Recovered::Rerun => {
-                    cursor.in_flight.remove(&unit);
+                    self.cur().in_flight.remove(&unit);
                 }
                 Recovered::Resumed(fut) => {
                     running.push(Box::pin(async move { (unit, fut.await) }));
                 }
             }
         }
-        self.state.cursor = Some(cursor.clone());
+        // Units are started in order: those before `next` are done or in flight.
+        let mut next = 0;
         loop {
-            while cursor.in_flight.len() < concurrency {
-                let Some(unit) = (0..units)
-                    .find(|u| !cursor.done.contains_key(u) && !cursor.in_flight.contains_key(u))
+            while self.cur().in_flight.len() < concurrency {
+                let c = self.cur();
+                let Some(unit) =
+                    (next..units).find(|u| !c.done.contains_key(u) && !c.in_flight.contains_key(u))
                 else {
                     break;
                 };
+                next = unit + 1;
                 if self.cancel.is_cancelled() {
                     break;
                 }
@@ -191,8 +199,8 @@ impl Chain {
                     });
                 }
                 self.state.task_runs += 1;
-                let item = cursor.items.as_ref().and_then(|i| i.get(unit)).cloned();
-                if let Some(fut) = self.start_unit(task, &mut cursor, unit, item).await? {
+                let item = self.cur().items.as_ref().and_then(|i| i.get(unit)).cloned();
+                if let Some(fut) = self.start_unit(task, unit, item).await? {
                     running.push(Box::pin(async move { (unit, fut.await) }));
                 }
             }
@@ -212,11 +220,9 @@ impl Chain {
                     error: Some(e.to_string()),
                 },
             };
-            cursor.in_flight.remove(&unit);
-            cursor.done.insert(unit, o);
-            self.state.cursor = Some(cursor.clone());
+            self.unit_done(unit, o);
         }
-        if self.cancel.is_cancelled() && cursor.done.len() < units {
+        if self.cancel.is_cancelled() && self.cur().done.len() < units {
             return Ok(TaskOutcome {
                 status: Status::Canceled,
                 result: Json::Null,
@@ -224,7 +230,38 @@ impl Chain {
                 fatal: false,
             });
         }
-        Ok(combine(&cursor, task.with_items.is_some()))
+        Ok(combine(self.cur(), task.with_items.is_some()))
+    }
+
+    /// The cursor of the task being run (there always is one while a task runs).
+    fn cur(&mut self) -> &mut Cursor {
+        let pass = self.state.passes;
+        self.state
+            .cursor
+            .get_or_insert_with(|| Cursor::at("", 1, pass))
+    }
+
+    /// Record that `unit` of the current task ended with `o`.
+    fn unit_done(&mut self, unit: usize, o: UnitOutcome) {
+        let c = self.cur();
+        c.in_flight.remove(&unit);
+        c.done.insert(unit, o);
+        self.changed_units.push(unit);
+    }
+
+    /// Point the chain at `next` (task name, attempt), or at its end; the entries of the
+    /// cursor it leaves are removed with the next save.
+    fn move_to(&mut self, next: Option<(&str, u32)>) {
+        if let Some(old) = self.state.cursor.take() {
+            let units = old.items.as_ref().map_or(1, Vec::len);
+            self.retired.push((old.pass, units));
+        }
+        self.changed_units.clear();
+        self.items_changed = false;
+        if let Some((task, attempt)) = next {
+            self.state.passes += 1;
+            self.state.cursor = Some(Cursor::at(task, attempt, self.state.passes));
+        }
     }
 
     /// Render a unit's parameters, record its child and start it.
@@ -235,7 +272,6 @@ impl Chain {
     async fn start_unit(
         &mut self,
         task: &Task,
-        cursor: &mut Cursor,
         unit: usize,
         item: Option<Json>,
     ) -> Result<Option<ChildFuture>, EngineError> {
@@ -249,7 +285,7 @@ impl Chain {
             trigger_instance: self.execution.trigger_instance.clone(),
             rule: self.execution.rule.clone(),
             requested_by: self.execution.requested_by.clone(),
-            attempt: cursor.attempt,
+            attempt: self.cur().attempt,
         };
         let prepared = match task.parameters.render(&mut vars) {
             Ok(p @ (Json::Object(_) | Json::Null)) => {
@@ -263,7 +299,7 @@ impl Chain {
         let start = match prepared {
             Ok(p) => {
                 self.engine.stage(&mut batch, &p);
-                cursor.in_flight.insert(unit, p.execution.id.clone());
+                self.cur().in_flight.insert(unit, p.execution.id.clone());
                 Some(p)
             }
             Err(msg) => {
@@ -271,7 +307,7 @@ impl Chain {
                     .engine
                     .failed_record(&req, &format!("task `{}`: {msg}", task.name));
                 batch.execution(None, &rec);
-                cursor.done.insert(
+                self.unit_done(
                     unit,
                     UnitOutcome {
                         status: Status::Failed,
@@ -282,7 +318,6 @@ impl Chain {
                 None
             }
         };
-        self.state.cursor = Some(cursor.clone());
         self.stage_state(&mut batch);
         let t = self.engine.store().commit(batch)?;
         // An idempotent child may run again after a crash, so its start need not be on disk
@@ -348,7 +383,7 @@ impl Chain {
         if let (true, Some(retry)) = (retryable, &task.retry) {
             if attempt <= retry.count {
                 let delay = Duration::from_secs_f64(retry.delay.max(0.0));
-                self.state.cursor = Some(Cursor::at(&task.name, attempt + 1));
+                self.move_to(Some((&task.name, attempt + 1)));
                 self.save().await?;
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
@@ -383,7 +418,7 @@ impl Chain {
                 Some(c) => match c.eval_bool(&mut vars) {
                     Ok(b) => b,
                     Err(e) => {
-                        self.state.cursor = None;
+                        self.move_to(None);
                         self.save().await?;
                         let msg = format!(
                             "task `{}`: transition guard `{}`: {e}",
@@ -399,7 +434,8 @@ impl Chain {
                 break;
             }
         }
-        self.state.cursor = chosen.map(|i| Cursor::at(&self.wf.tasks[i].name, 1));
+        let next = chosen.map(|i| self.wf.tasks[i].name.clone());
+        self.move_to(next.as_deref().map(|t| (t, 1)));
         // Not flushed here: what comes next flushes it (the next task's start, or the
         // workflow's final record). Lost in a crash, this state is derived again from the
         // finished child's durable record, with the same outcome.
@@ -468,48 +504,6 @@ impl Chain {
             vars.set("item", i);
         }
         vars
-    }
-
-    /// Stage the state into `batch`: the task entries that changed and the rest of the
-    /// state (never every task again: a transition costs the same in a long chain).
-    fn stage_state(&mut self, batch: &mut Batch) {
-        let store = self.engine.store().clone();
-        let mut secrets = Vec::new();
-        for name in std::mem::take(&mut self.changed_tasks) {
-            if let Some(entry) = self.state.tasks.get(&name) {
-                secrets.extend(crate::secrets::found_in(entry));
-                store.workflow_task(batch, &self.execution.id, &name, entry);
-            }
-        }
-        let tasks = std::mem::take(&mut self.state.tasks);
-        let mut value = serde_json::to_value(&self.state).unwrap_or(Json::Null);
-        self.state.tasks = tasks;
-        secrets.extend(crate::secrets::found_in(&value));
-        let mut added = false;
-        for s in secrets {
-            if !self.state.secrets.contains(&s) {
-                self.state.secrets.push(s);
-                added = true;
-            }
-        }
-        if added {
-            value["secrets"] = json!(self.state.secrets);
-        }
-        store.workflow_state(batch, &self.execution.id, &value);
-    }
-
-    /// Commit the state, without waiting for the disk.
-    fn commit_state(&mut self) -> Result<u64, EngineError> {
-        let mut b = Batch::default();
-        self.stage_state(&mut b);
-        Ok(self.engine.store().commit(b)?)
-    }
-
-    /// Commit the state durably.
-    async fn save(&mut self) -> Result<(), EngineError> {
-        let t = self.commit_state()?;
-        self.engine.store().durable(t).await?;
-        Ok(())
     }
 }
 

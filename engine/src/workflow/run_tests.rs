@@ -38,6 +38,23 @@ async fn quick_children_keep_their_final_record() {
         .expect("workflow ran");
     assert_eq!(wf.status, Status::Succeeded);
     assert_eq!(wf.children.len(), 40);
+    // The items and per-item entries were folded into the task's entry and removed.
+    let tree = store.db().open_tree("executions").expect("tree");
+    let left: Vec<String> = tree
+        .scan_prefix(format!("w:{}\0", wf.id))
+        .keys()
+        .map(|k| String::from_utf8_lossy(&k.expect("key")).to_string())
+        .collect();
+    assert_eq!(left, [format!("w:{}\0t:each", wf.id)]);
+    let state = store
+        .get_workflow_state(&wf.id)
+        .expect("store")
+        .expect("state");
+    let results = state["tasks"]["each"]["result"]
+        .as_array()
+        .expect("results");
+    assert_eq!(results.len(), 40);
+    assert_eq!(results[39]["v"], 39, "items keep their order");
     for c in &wf.children {
         let rec = store
             .get_execution(&c.id)

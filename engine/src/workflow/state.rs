@@ -25,29 +25,41 @@ pub struct ChainState {
     /// Secret values held in this state, registered again when it is loaded.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Cursors created so far: each gets the next number as its `pass`.
+    #[serde(default)]
+    pub passes: u64,
 }
 
 /// Where the chain is.
+///
+/// `items` and `done` are stored as entries of their own, keyed by `pass` (see
+/// `store/workflows.rs`), not with the rest of the state: they grow with every item.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cursor {
     /// Task name.
     pub task: String,
     /// Attempt of this task, from 1 (retries count up).
     pub attempt: u32,
+    /// Which cursor of the workflow this is (its entries' key).
+    #[serde(default)]
+    pub pass: u64,
     /// The rendered items of a `with` task.
+    #[serde(default, skip_serializing)]
     pub items: Option<Vec<Json>>,
     /// Finished units (item index; 0 for a plain task).
+    #[serde(default, skip_serializing)]
     pub done: BTreeMap<usize, UnitOutcome>,
     /// Units running now: item index → child execution id.
     pub in_flight: BTreeMap<usize, String>,
 }
 
 impl Cursor {
-    /// A fresh cursor at `task`.
-    pub fn at(task: &str, attempt: u32) -> Cursor {
+    /// A fresh cursor at `task`, number `pass` of its workflow.
+    pub fn at(task: &str, attempt: u32, pass: u64) -> Cursor {
         Cursor {
             task: task.to_string(),
             attempt,
+            pass,
             items: None,
             done: BTreeMap::new(),
             in_flight: BTreeMap::new(),
