@@ -2,13 +2,14 @@
 
 use crate::content;
 use crate::executions::{Engine, Request};
-use crate::model::Status;
+use crate::model::{Execution, Status};
 use crate::runners::Registry;
 use crate::store::Store;
 use std::sync::Arc;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quick_children_keep_their_final_record() {
+/// Run workflow `site.w` (`workflow` is its YAML) in a fresh content root whose pack `t`
+/// has a no-op action `t.n` taking `v` and `first`; the record and the store.
+async fn run_workflow(workflow: &str) -> (Execution, Arc<Engine>, Arc<Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
     std::fs::create_dir_all(root.join("packs/t/actions")).expect("mkdir");
@@ -16,15 +17,10 @@ async fn quick_children_keep_their_final_record() {
     std::fs::write(root.join("packs/t/pack.yaml"), "name: t\n").expect("write");
     std::fs::write(
         root.join("packs/t/actions/n.yaml"),
-        "name: n\nrunner: noop\nparameters:\n  v: {}\n",
+        "name: n\nrunner: noop\nparameters:\n  v: {}\n  first: {}\n",
     )
     .expect("write");
-    let items: Vec<u32> = (0..40).collect();
-    std::fs::write(
-        root.join("workflows/w.yaml"),
-        format!("name: w\nchain:\n  - name: each\n    ref: t.n\n    with: {{items: {items:?}, concurrency: 4}}\n    parameters: {{v: \"{{{{ item }}}}\"}}\n"),
-    )
-    .expect("write");
+    std::fs::write(root.join("workflows/w.yaml"), workflow).expect("write");
     let content = Arc::new(content::load(root).expect("valid content"));
     let store = Arc::new(Store::open(&root.join(".squall"), None).expect("store"));
     let engine = Engine::new(content, store.clone(), Registry::builtin());
@@ -36,6 +32,16 @@ async fn quick_children_keep_their_final_record() {
         })
         .await
         .expect("workflow ran");
+    (wf, engine, store, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_children_keep_their_final_record() {
+    let items: Vec<u32> = (0..40).collect();
+    let (wf, _engine, store, _dir) = run_workflow(&format!(
+        "name: w\nchain:\n  - name: each\n    ref: t.n\n    with: {{items: {items:?}, concurrency: 4}}\n    parameters: {{v: \"{{{{ item }}}}\"}}\n"
+    ))
+    .await;
     assert_eq!(wf.status, Status::Succeeded);
     assert_eq!(wf.children.len(), 40);
     // The items and per-item entries were folded into the task's entry and removed.
@@ -74,16 +80,6 @@ async fn quick_children_keep_their_final_record() {
 /// the workflow's record, and `tasks`, results and publishes still work across all of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_chains_store_tasks_and_children_as_entries() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path();
-    std::fs::create_dir_all(root.join("packs/t/actions")).expect("mkdir");
-    std::fs::create_dir_all(root.join("workflows")).expect("mkdir");
-    std::fs::write(root.join("packs/t/pack.yaml"), "name: t\n").expect("write");
-    std::fs::write(
-        root.join("packs/t/actions/n.yaml"),
-        "name: n\nrunner: noop\nparameters:\n  v: {}\n  first: {}\n",
-    )
-    .expect("write");
     let mut wf = String::from("name: w\nvars: {sum: 0}\nchain:\n");
     for i in 0..30 {
         let extra = if i == 29 {
@@ -99,18 +95,7 @@ async fn long_chains_store_tasks_and_children_as_entries() {
         }
     }
     wf.push_str("output: {sum: \"{{ sum }}\", first: \"{{ tasks.t29.result.first }}\", n: \"{{ tasks.len() }}\"}\n");
-    std::fs::write(root.join("workflows/w.yaml"), wf).expect("write");
-    let content = Arc::new(content::load(root).expect("valid content"));
-    let store = Arc::new(Store::open(&root.join(".squall"), None).expect("store"));
-    let engine = Engine::new(content, store.clone(), Registry::builtin());
-    let wf = engine
-        .execute(Request {
-            action: "site.w".into(),
-            parameters: serde_json::json!({}),
-            ..Default::default()
-        })
-        .await
-        .expect("workflow ran");
+    let (wf, engine, store, _dir) = run_workflow(&wf).await;
     assert_eq!(wf.status, Status::Succeeded, "{wf:#?}");
     assert_eq!(
         wf.result,
