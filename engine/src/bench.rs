@@ -29,6 +29,9 @@ pub struct BenchArgs {
     /// Tasks in the benchmark workflow (transitions = tasks - 1).
     #[arg(long, default_value_t = 200)]
     pub chain_tasks: usize,
+    /// Items of the benchmark `with` task (8 at a time).
+    #[arg(long, default_value_t = 1000)]
+    pub with_items: usize,
     /// Offered trigger load for the latency measurement, per second.
     #[arg(long, default_value_t = 1000)]
     pub rate: u64,
@@ -44,13 +47,14 @@ pub struct BenchArgs {
 pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
     let rules = bench_rules(args.triggers)?;
     let dir = tempfile_dir()?;
-    write_content(dir.path(), args.chain_tasks)?;
+    write_content(dir.path(), args.chain_tasks, args.with_items)?;
     let content =
         Arc::new(crate::content::load(dir.path()).map_err(|d| Failure::Failed(d.to_string()))?);
     let store = Arc::new(Store::open(&dir.path().join(".squall"), None)?);
     let engine = Engine::new(content, store, Registry::builtin());
     let execs = bench_executions(&engine, args.executions, args.concurrency).await?;
-    let chain = bench_chain(&engine, args.chain_tasks).await?;
+    let chain = bench_workflow(&engine, "bench.chain", args.chain_tasks).await?;
+    let fan = bench_workflow(&engine, "bench.fan", args.with_items).await?;
     let pipeline = crate::bench_pipeline::latency(&engine, args.rate, args.seconds).await?;
     let process = if args.no_process {
         Json::Null
@@ -61,6 +65,7 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
         "rule_evaluations_per_second": rules,
         "noop_executions_per_second": execs,
         "chain_transition_overhead_ms": chain,
+        "with_item_ms": fan,
         "pipeline": pipeline,
         "process": process,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -79,6 +84,10 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
         println!(
             "action-chain overhead per transition:      {:>12.3} ms   (target <= 1 ms)",
             chain
+        );
+        println!(
+            "`with` task, per item ({} items, 8 at once): {:>9.3} ms   (no target; flat in the item count)",
+            args.with_items, fan
         );
         let f = |v: &Json, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
         println!(
@@ -209,14 +218,15 @@ async fn bench_executions(
     Ok(n as f64 / secs)
 }
 
-/// Milliseconds per task of a long chain of no-op tasks: everything a transition costs,
-/// including each child's durable record and the workflow state saved at every step (the
-/// no-op runner itself costs microseconds).
-async fn bench_chain(engine: &Arc<Engine>, tasks: usize) -> Result<f64, Failure> {
+/// Milliseconds per unit of workflow `action` run once: per task of the long chain of
+/// no-op tasks (everything a transition costs, including each child's durable record and
+/// the workflow state saved at every step; the no-op runner itself costs microseconds), or
+/// per item of the `with` task.
+async fn bench_workflow(engine: &Arc<Engine>, action: &str, units: usize) -> Result<f64, Failure> {
     let start = Instant::now();
     let e = engine
         .execute(Request {
-            action: "bench.chain".into(),
+            action: action.into(),
             parameters: Json::Null,
             ..Default::default()
         })
@@ -224,14 +234,14 @@ async fn bench_chain(engine: &Arc<Engine>, tasks: usize) -> Result<f64, Failure>
     let secs = start.elapsed().as_secs_f64();
     if e.status != Status::Succeeded {
         return Err(Failure::Failed(format!(
-            "benchmark workflow ended {}: {:?}",
+            "benchmark workflow {action} ended {}: {:?}",
             e.status, e.error
         )));
     }
-    Ok(secs * 1000.0 / tasks as f64)
+    Ok(secs * 1000.0 / units.max(1) as f64)
 }
 
-fn write_content(root: &Path, tasks: usize) -> Result<(), Failure> {
+fn write_content(root: &Path, tasks: usize, items: usize) -> Result<(), Failure> {
     let pack = root.join("packs/bench");
     std::fs::create_dir_all(pack.join("actions"))?;
     std::fs::create_dir_all(pack.join("workflows"))?;
@@ -253,5 +263,13 @@ fn write_content(root: &Path, tasks: usize) -> Result<(), Failure> {
         }
     }
     std::fs::write(pack.join("workflows/chain.yaml"), wf)?;
+    let list: Vec<usize> = (0..items).collect();
+    std::fs::write(
+        pack.join("workflows/fan.yaml"),
+        format!(
+            "name: fan\nmax_task_runs: {}\nchain:\n  - name: each\n    ref: bench.noop\n    with: {{items: {list:?}, concurrency: 8}}\n    parameters: {{n: \"{{{{ item }}}}\"}}\n",
+            items + 1
+        ),
+    )?;
     Ok(())
 }
