@@ -12,6 +12,18 @@ use crate::servers::{http, Consul, Moto, OpenBao};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
+/// A content root with `core` and the packs the dbaas flow uses.
+fn dbaas_content() -> Squall {
+    let sq = Squall::core_only();
+    for p in ["kubernetes", "aws", "consul", "vault", "dbaas"] {
+        copy_dir(
+            &repo().join("packs").join(p),
+            &sq.path(&format!("packs/{p}")),
+        );
+    }
+    sq
+}
+
 /// A cluster with the CRD, the three servers, and a content root wired to all of them.
 struct Env {
     c: Cluster,
@@ -26,13 +38,7 @@ fn setup(prefix: &str, dbaas_config: &str) -> Env {
     let moto = Moto::start();
     let bao = OpenBao::start();
     let consul = Consul::start();
-    let sq = Squall::core_only();
-    for p in ["kubernetes", "aws", "consul", "vault", "dbaas"] {
-        copy_dir(
-            &repo().join("packs").join(p),
-            &sq.path(&format!("packs/{p}")),
-        );
-    }
+    let sq = dbaas_content();
     sq.write(
         "squall.yaml",
         &format!("clusters:\n{}", c.settings_entry("default")),
@@ -76,14 +82,7 @@ fn setup(prefix: &str, dbaas_config: &str) -> Env {
             .to_string(),
     ]);
     assert!(ok, "CRD not applied: {out}{err}");
-    let (ok, out, err) = c.kubectl(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "crd/databases.dbaas.squall.dev",
-        "--timeout=60s",
-    ]);
-    assert!(ok, "CRD not established: {out}{err}");
+    c.wait_crd("databases.dbaas.squall.dev");
     for ns in ["shop", "billing"] {
         let (ok, out, err) = c.kubectl(&["create", "namespace", ns]);
         assert!(ok, "namespace {ns}: {out}{err}");
@@ -274,13 +273,7 @@ fn assert_no_leak(e: &Env, s: &Server, password: &str) {
 /// and `dbaas.plan` turns a spec into names and a request, or names every problem.
 #[test]
 fn plan_checks_the_spec_and_derives_names() {
-    let sq = Squall::core_only();
-    for p in ["kubernetes", "aws", "consul", "vault", "dbaas"] {
-        copy_dir(
-            &repo().join("packs").join(p),
-            &sq.path(&format!("packs/{p}")),
-        );
-    }
+    let sq = dbaas_content();
     sq.write(
         "config/dbaas.yaml",
         "consul_prefix: apps/db\ninstance_classes: {small: db.t4g.micro}\n",

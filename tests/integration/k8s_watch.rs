@@ -52,14 +52,7 @@ fn content(c: &Cluster) -> Squall {
 
 fn install_crd(c: &Cluster) {
     c.apply(CRD);
-    let (ok, out, err) = c.kubectl(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "crd/databases.dbaas.squall.dev",
-        "--timeout=60s",
-    ]);
-    assert!(ok, "CRD not established: {out}{err}");
+    c.wait_crd("databases.dbaas.squall.dev");
 }
 
 fn database(name: &str, size: &str) -> String {

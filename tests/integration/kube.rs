@@ -97,6 +97,20 @@ impl Cluster {
         )
     }
 
+    /// Wait until the CustomResourceDefinition `crd` (e.g. `databases.dbaas.squall.dev`) is
+    /// established; fails the test after 60 s.
+    #[track_caller]
+    pub fn wait_crd(&self, crd: &str) {
+        let (ok, out, err) = self.kubectl(&[
+            "wait",
+            "--for",
+            "condition=established",
+            &format!("crd/{crd}"),
+            "--timeout=60s",
+        ]);
+        assert!(ok, "CRD {crd} not established: {out}{err}");
+    }
+
     /// `kubectl apply -f -` with `yaml`; fails the test when kubectl fails.
     #[track_caller]
     pub fn apply(&self, yaml: &str) {

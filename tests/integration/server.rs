@@ -18,7 +18,8 @@ pub struct Server {
     log: std::path::PathBuf,
 }
 
-/// A reply: status code and body.
+/// An HTTP reply (from `squall serve` or a test server): status code and body.
+#[derive(Debug, Clone)]
 pub struct Reply {
     /// HTTP status.
     pub status: u16,

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,23 +18,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(90);
 pub const ATTEMPTS: usize = 3;
 // ------------------------------------------------------------------------------ HTTP
 
-/// An HTTP reply from a test server.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    /// HTTP status.
-    pub status: u16,
-    /// Body text.
-    pub body: String,
-}
-
-impl Reply {
-    /// The body as JSON (fails the test with the body when it is not).
-    #[track_caller]
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("reply is not JSON ({e}): {} {}", self.status, self.body))
-    }
-}
+pub use crate::server::Reply;
 
 /// One HTTP request (no proxy, 30 s timeout); `Err` when the server cannot be reached.
 /// Safe to call from any thread, including inside a tokio runtime.
