@@ -1,9 +1,12 @@
 //! The audit trail: who did what, when, with which parameters (secrets masked), and the
 //! outcome. Each entry is stored and printed as one JSON line on stdout.
+//!
+//! Entries for requests are written here; the `execution.finished` entries are written by
+//! the store in the same commit as the terminal record (`store/audit.rs`), so the trail
+//! holds every finished execution at any load and exactly once across a crash.
 
 use crate::model::{now_rfc3339, Json};
-use crate::store::Store;
-use serde_json::json;
+use crate::store::{audit_entry, Store};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -21,19 +24,16 @@ impl Audit {
 
     /// Record one event. `details` and `outcome` are masked here.
     pub async fn record(&self, who: &str, what: &str, target: &str, details: Json, outcome: &str) {
-        let entry = json!({
-            "audit": true,
-            "at": now_rfc3339(),
-            "who": who,
-            "what": what,
-            "target": crate::secrets::mask_str(target),
-            "details": crate::secrets::mask_json(&details),
-            "outcome": crate::secrets::mask_str(outcome),
-        });
+        let entry = audit_entry(
+            &now_rfc3339(),
+            who,
+            what,
+            &crate::secrets::mask_str(target),
+            crate::secrets::mask_json(&details),
+            &crate::secrets::mask_str(outcome),
+        );
         if self.stdout {
-            let line = entry.to_string();
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
+            echo(&entry);
         }
         let id = ulid::Ulid::new().to_string();
         match self.store.put_audit(&id, &entry) {
@@ -45,4 +45,11 @@ impl Audit {
             Err(e) => tracing::error!(error = %e, "audit entry not stored"),
         }
     }
+}
+
+/// Print one entry as a JSON line on stdout.
+pub fn echo(entry: &Json) {
+    let line = entry.to_string();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
 }

@@ -63,6 +63,16 @@ impl Service {
                 .trigger_queue
                 .unwrap_or(crate::bus::DEFAULT_CAPACITY),
         );
+        // Every execution that becomes terminal is counted, and its audit entry (written by
+        // the store in the same commit as the record) echoed, synchronously: nothing can
+        // lag behind or be dropped under load.
+        let counter = metrics.clone();
+        engine.store().on_finished(Box::new(move |f| {
+            counter.execution_finished(&f.action, f.status.as_str(), f.seconds);
+            if audit_stdout {
+                crate::audit::echo(&f.entry);
+            }
+        }));
         let recovery = engine
             .recover()
             .await
@@ -96,29 +106,6 @@ impl Service {
             started: Instant::now(),
             last_reload: RwLock::new(None),
             reload_lock: tokio::sync::Mutex::new(()),
-        });
-        // Metrics and audit entries for every finished execution.
-        let mut finished = engine.finished_events();
-        let s = service.clone();
-        tokio::spawn(async move {
-            loop {
-                match finished.recv().await {
-                    Ok(e) => {
-                        let took =
-                            crate::cli::duration(e.started_at.as_deref(), e.finished_at.as_deref());
-                        s.metrics
-                            .execution_finished(&e.action, e.status.as_str(), took);
-                        let who = e.requested_by.clone().unwrap_or_default();
-                        s.audit
-                            .record(&who, "execution.finished", &e.id, json!({"action": e.action, "parameters": e.parameters, "parent": e.parent}), e.status.as_str())
-                            .await;
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "metrics missed finished executions");
-                    }
-                    Err(_) => break,
-                }
-            }
         });
         Ok(service)
     }

@@ -16,6 +16,7 @@ mod executions;
 mod http;
 mod k8s_actions;
 mod k8s_watch;
+mod load;
 mod packs;
 mod remote;
 mod rules;

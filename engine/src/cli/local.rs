@@ -30,6 +30,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
         Command::Serve(args) => super::serve::run(&cli, args).await,
         Command::Trigger(cmd) => trigger(&cli, cmd),
         Command::Sensor(SensorCmd::List) => sensors(&cli),
+        Command::Sensor(SensorCmd::Reset { name }) => reset_sensor(&cli, name).await,
         Command::Reload => Err(needs_server("reload")),
     };
     finish(cli.output, result)
@@ -365,6 +366,18 @@ fn trigger(cli: &Cli, cmd: &TriggerCmd) -> CmdResult {
 }
 
 /// `sensor list` without a server: the configured instances, none of them running.
+/// `squall sensor reset NAME`: remove its checkpoint.
+async fn reset_sensor(cli: &Cli, name: &str) -> CmdResult {
+    let engine = engine(cli, load(cli)?)?;
+    let removed = engine.store().remove_sensor_checkpoint(name).await?;
+    if removed {
+        println!("sensor {name}: checkpoint removed; it starts afresh at the next `squall serve`");
+    } else {
+        println!("sensor {name} has no checkpoint");
+    }
+    Ok(0)
+}
+
 fn sensors(cli: &Cli) -> CmdResult {
     let content = load(cli)?;
     let registry = crate::sensors::Registry::builtin();

@@ -210,6 +210,12 @@ pub enum TriggerCmd {
 pub enum SensorCmd {
     /// State of each sensor instance (running, error, last event).
     List,
+    /// Remove a sensor's checkpoint so that it starts afresh (local only, server stopped):
+    /// the way out for a checkpoint that cannot be read.
+    Reset {
+        /// Sensor reference, `pack.name`.
+        name: String,
+    },
 }
 
 /// Parse the process arguments and run; returns the exit status.

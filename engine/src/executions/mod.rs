@@ -93,7 +93,6 @@ pub struct Engine {
     workers: Arc<tokio::sync::Semaphore>,
     action_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     tracker: tokio_util::task::TaskTracker,
-    finished: broadcast::Sender<Execution>,
 }
 
 impl Engine {
@@ -110,7 +109,6 @@ impl Engine {
             workers: Arc::new(tokio::sync::Semaphore::new(schedule::DEFAULT_WORKERS)),
             action_slots: Mutex::new(HashMap::new()),
             tracker: tokio_util::task::TaskTracker::new(),
-            finished: broadcast::channel(1024).0,
         })
     }
 
@@ -292,7 +290,6 @@ impl Engine {
             execution.children = self.store.children(&execution.id)?;
         }
         tracing::info!(execution = %execution.id, action = %execution.action, status = %execution.status, "execution finished");
-        let _ = self.finished.send(execution.clone());
         Ok((execution, outcome.result))
     }
 

@@ -7,7 +7,7 @@ use crate::store::Batch;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Executions run at once unless `workers` in squall.yaml says otherwise.
@@ -36,11 +36,6 @@ impl Engine {
         } else if n < current {
             self.workers.forget_permits(current - n);
         }
-    }
-
-    /// Executions that finished, as they finish (for metrics and the audit trail).
-    pub fn finished_events(&self) -> broadcast::Receiver<Execution> {
-        self.finished.subscribe()
     }
 
     /// Record an execution as `scheduled` (durably) and run it when a worker and the
@@ -133,10 +128,16 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&e.id);
-        if let Ok(t) = self.store.put_execution(Some(prev), &e) {
-            let _ = self.store.durable(t).await;
+        match self.store.put_execution(Some(prev), &e) {
+            Ok(t) => {
+                if let Err(err) = self.store.durable(t).await {
+                    tracing::error!(execution = %e.id, error = %err, "cannot record the end of an execution");
+                }
+            }
+            Err(err) => {
+                tracing::error!(execution = %e.id, error = %err, "cannot record the end of an execution")
+            }
         }
-        let _ = self.finished.send(e);
     }
 
     /// Bring every execution left unfinished by an earlier process to a definite state

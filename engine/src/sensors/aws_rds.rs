@@ -221,19 +221,20 @@ pub fn diff(
     out
 }
 
-/// The statuses of a checkpoint taken under `scope` (empty for another scope or none).
-fn load(cp: Option<Json>, scope: &str) -> BTreeMap<String, String> {
+/// The statuses of a checkpoint taken under `scope` (empty for another scope or none);
+/// `Err` (what is wrong) for a checkpoint of this scope that has no `instances` map.
+fn load(cp: Option<Json>, scope: &str) -> Result<BTreeMap<String, String>, String> {
     let Some(cp) = cp.filter(|c| c.get("scope").and_then(Json::as_str) == Some(scope)) else {
-        return BTreeMap::new();
+        return Ok(BTreeMap::new());
     };
-    cp.get("instances")
+    let instances = cp
+        .get("instances")
         .and_then(Json::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(id, s)| Some((id.clone(), s.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
+        .ok_or("it has no `instances` map")?;
+    Ok(instances
+        .iter()
+        .filter_map(|(id, s)| Some((id.clone(), s.as_str()?.to_string())))
+        .collect())
 }
 
 /// The instances listed now, by identifier: `(status, summary)`, with the account and
@@ -318,7 +319,8 @@ impl Sensor for AwsRdsPollSensor {
         let cfg = parse(&ctx.config).map_err(|e| {
             SensorError(e.into_iter().map(|(_, m)| m).collect::<Vec<_>>().join("; "))
         })?;
-        let mut known = load(ctx.checkpoint(), &cfg.scope());
+        let mut known =
+            load(ctx.checkpoint()?, &cfg.scope()).map_err(|e| ctx.unreadable_checkpoint(&e))?;
         tracing::info!(sensor = %ctx.name, every = ?cfg.every, known = known.len(), "polling RDS");
         loop {
             if !poll(&ctx, &cfg, &mut known).await? {

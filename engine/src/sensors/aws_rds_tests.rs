@@ -83,8 +83,13 @@ fn diff_reports_new_changed_and_gone_instances() {
 fn checkpoint_of_another_scope_is_ignored() {
     let cfg = parse(&json!({"region": "eu-west-1"})).expect("valid");
     let cp = json!({"scope": cfg.scope(), "instances": {"db1": "available"}});
-    assert_eq!(load(Some(cp.clone()), &cfg.scope())["db1"], "available");
+    assert_eq!(
+        load(Some(cp.clone()), &cfg.scope()).unwrap()["db1"],
+        "available"
+    );
     let other = parse(&json!({"region": "us-east-1"})).expect("valid");
-    assert!(load(Some(cp), &other.scope()).is_empty());
-    assert!(load(None, &cfg.scope()).is_empty());
+    assert!(load(Some(cp), &other.scope()).unwrap().is_empty());
+    let broken = json!({"scope": cfg.scope(), "instances": 3});
+    assert!(load(Some(broken), &cfg.scope()).is_err());
+    assert!(load(None, &cfg.scope()).unwrap().is_empty());
 }

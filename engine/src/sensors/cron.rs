@@ -245,7 +245,7 @@ impl Sensor for CronSensor {
             let msgs: Vec<String> = e.into_iter().map(|(_, m)| m).collect();
             SensorError(msgs.join("; "))
         })?;
-        let mut last = super::checkpoint_time(&ctx);
+        let mut last = super::checkpoint_time(&ctx)?;
         loop {
             let now = Utc::now();
             let from = last.map_or(now, |l| l.max(now));

@@ -115,7 +115,7 @@ pub fn first_tick(
 pub(crate) async fn run_every(ctx: &SensorContext, every: Duration) -> Result<(), SensorError> {
     let step = chrono::Duration::from_std(every)
         .map_err(|_| SensorError("interval is too long".into()))?;
-    let mut next = first_tick(Utc::now(), super::checkpoint_time(ctx), step);
+    let mut next = first_tick(Utc::now(), super::checkpoint_time(ctx)?, step);
     loop {
         if !super::sleep_until(next, &ctx.shutdown).await {
             return Ok(());

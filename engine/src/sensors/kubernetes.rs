@@ -218,9 +218,16 @@ struct State {
 }
 
 impl State {
-    fn load(cp: Option<Json>) -> State {
+    /// The state a checkpoint holds; `Err` (what is wrong) for one of another shape.
+    fn load(cp: Option<Json>) -> Result<State, String> {
         let mut known = BTreeMap::new();
-        if let Some(Json::Object(objects)) = cp.as_ref().and_then(|c| c.get("objects")) {
+        let Some(cp) = cp else {
+            return Ok(State { known });
+        };
+        let Some(Json::Object(objects)) = cp.get("objects") else {
+            return Err("it has no `objects` map".to_string());
+        };
+        {
             for (uid, v) in objects {
                 let rv = v
                     .get("rv")
@@ -231,7 +238,7 @@ impl State {
                 known.insert(uid.clone(), Known { rv, object });
             }
         }
-        State { known }
+        Ok(State { known })
     }
 
     fn to_json(&self) -> Json {
@@ -376,7 +383,7 @@ impl Sensor for KubernetesWatchSensor {
         let mut run = Run {
             ctx: &ctx,
             cfg: &cfg,
-            state: State::load(ctx.checkpoint()),
+            state: State::load(ctx.checkpoint()?).map_err(|e| ctx.unreadable_checkpoint(&e))?,
         };
         let mut listed: BTreeSet<String> = BTreeSet::new();
         tracing::info!(sensor = %ctx.name, cluster = %cfg.cluster, kind = %cfg.kind, api_version = %api_version, "watching");
@@ -508,7 +515,9 @@ mod tests {
         );
         assert_eq!(classify(&s, "u1", "5"), None);
         assert_eq!(classify(&s, "u1", "6"), Some("MODIFIED"));
-        let back = State::load(Some(s.to_json()));
+        let back = State::load(Some(s.to_json())).unwrap();
+        assert!(State::load(Some(json!({"objects": []}))).is_err());
+        assert!(State::load(Some(json!({"resource_version": "3"}))).is_err());
         assert_eq!(back.known, s.known);
     }
 }

@@ -86,9 +86,25 @@ impl SensorContext {
         self.emitter.emit(&self.trigger, payload, &self.name).await
     }
 
-    /// The checkpoint saved by an earlier run of this sensor.
-    pub fn checkpoint(&self) -> Option<Json> {
-        self.store.sensor_checkpoint(&self.name).ok().flatten()
+    /// The checkpoint saved by an earlier run of this sensor (`None`: there is none).
+    ///
+    /// A checkpoint that exists but cannot be read is an error, never "no checkpoint": a
+    /// sensor starting over would emit everything again (a `kubernetes.watch` sensor every
+    /// object as ADDED), so it stays in error until the checkpoint is repaired or removed.
+    pub fn checkpoint(&self) -> Result<Option<Json>, SensorError> {
+        self.store
+            .sensor_checkpoint(&self.name)
+            .map_err(|e| self.unreadable_checkpoint(&e.to_string()))
+    }
+
+    /// The error for a checkpoint of this sensor that exists but cannot be used.
+    pub fn unreadable_checkpoint(&self, why: &str) -> SensorError {
+        SensorError(format!(
+            "the checkpoint of sensor {} cannot be read ({why}); the sensor stays stopped rather \
+             than start over and emit its events again. Remove it with `squall sensor reset {}` \
+             (with the server stopped) to start the sensor afresh",
+            self.name, self.name
+        ))
     }
 
     /// Save the checkpoint durably.
@@ -288,12 +304,17 @@ where
 }
 
 /// The `last_scheduled_at` time kept in a timer sensor's checkpoint.
-fn checkpoint_time(ctx: &SensorContext) -> Option<DateTime<Utc>> {
-    let cp = ctx.checkpoint()?;
-    let s = cp.get("last_scheduled_at")?.as_str()?;
+fn checkpoint_time(ctx: &SensorContext) -> Result<Option<DateTime<Utc>>, SensorError> {
+    let Some(cp) = ctx.checkpoint()? else {
+        return Ok(None);
+    };
+    let s = cp
+        .get("last_scheduled_at")
+        .and_then(Json::as_str)
+        .ok_or_else(|| ctx.unreadable_checkpoint("no `last_scheduled_at` time in it"))?;
     DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|e| ctx.unreadable_checkpoint(&format!("`last_scheduled_at` {s:?}: {e}")))
 }
 
 /// Save `scheduled_at` as a timer sensor's checkpoint.

@@ -92,15 +92,18 @@ async fn checkpoint_round_trip_through_the_store() {
     let (dir, store) = store();
     let rec = Arc::new(Recorder::default());
     let c = ctx("cp", json!({}), rec.clone(), store.clone());
-    assert_eq!(c.checkpoint(), None);
+    assert_eq!(c.checkpoint().unwrap(), None);
     c.save_checkpoint(&json!({"resource_version": "42"}))
         .await
         .unwrap();
-    assert_eq!(c.checkpoint(), Some(json!({"resource_version": "42"})));
+    assert_eq!(
+        c.checkpoint().unwrap(),
+        Some(json!({"resource_version": "42"}))
+    );
     let t = Utc::now();
     save_checkpoint_time(&c, t).await.unwrap();
     assert_eq!(
-        checkpoint_time(&c).map(|x| x.timestamp_micros()),
+        checkpoint_time(&c).unwrap().map(|x| x.timestamp_micros()),
         Some(t.timestamp_micros())
     );
     // survives reopening the store
@@ -109,7 +112,7 @@ async fn checkpoint_round_trip_through_the_store() {
     let store = Arc::new(Store::open(&dir.path().join("data"), None).unwrap());
     let c = ctx("cp", json!({}), rec, store);
     assert_eq!(
-        checkpoint_time(&c).map(|x| x.timestamp_micros()),
+        checkpoint_time(&c).unwrap().map(|x| x.timestamp_micros()),
         Some(t.timestamp_micros())
     );
 }
@@ -185,7 +188,7 @@ async fn interval_ticks_emit_and_checkpoint() {
     let mut unique = slots.clone();
     unique.dedup();
     assert_eq!(unique.len(), slots.len(), "{slots:?}");
-    let cp = checkpoint_time(&c).unwrap();
+    let cp = checkpoint_time(&c).unwrap().unwrap();
     assert!(seen.iter().any(|(_, p, _)| {
         DateTime::parse_from_rfc3339(p["scheduled_at"].as_str().unwrap()).unwrap() == cp
     }));
@@ -214,7 +217,7 @@ async fn cron_every_second_emits_and_checkpoints() {
     };
     assert!(slot(1) > slot(0));
     assert_eq!(slot(0).timestamp_subsec_nanos(), 0);
-    assert!(checkpoint_time(&c).unwrap() >= slot(1));
+    assert!(checkpoint_time(&c).unwrap().unwrap() >= slot(1));
 }
 
 #[tokio::test]
@@ -235,4 +238,35 @@ async fn refused_emits_are_retried_then_fail() {
         emit_with_retry(&c, json!({})).await.unwrap().as_deref(),
         Some("t1")
     );
+}
+
+/// A checkpoint that exists but cannot be read is an error that names the sensor and the
+/// way out, never "no checkpoint" (which would make a sensor emit everything again).
+#[tokio::test]
+async fn unreadable_checkpoints_are_errors_not_a_fresh_start() {
+    let (_dir, store) = store();
+    let rec = Arc::new(Recorder::default());
+    let c = ctx("cp", json!({}), rec, store.clone());
+    let sensors = store.db().open_tree("sensors").unwrap();
+    // Bytes that are not JSON.
+    sensors.insert("c:site.cp", &b"\x00garbage"[..]).unwrap();
+    let e = c.checkpoint().expect_err("not JSON");
+    assert!(
+        e.0.contains("checkpoint of sensor site.cp cannot be read"),
+        "{e}"
+    );
+    assert!(e.0.contains("squall sensor reset site.cp"), "{e}");
+    // JSON of the wrong shape for a timer sensor.
+    sensors
+        .insert("c:site.cp", &br#"{"last_scheduled_at": 5}"#[..])
+        .unwrap();
+    let e = checkpoint_time(&c).expect_err("no time");
+    assert!(e.0.contains("last_scheduled_at"), "{e}");
+    sensors
+        .insert("c:site.cp", &br#"{"last_scheduled_at": "yesterday"}"#[..])
+        .unwrap();
+    assert!(checkpoint_time(&c).is_err());
+    // Removed: the sensor starts afresh.
+    store.remove_sensor_checkpoint("site.cp").await.unwrap();
+    assert_eq!(checkpoint_time(&c).unwrap(), None);
 }

@@ -21,12 +21,15 @@
 //! Durability: writes land in sled's memory first; [`Store::durable`] makes them durable
 //! with group commit — concurrent callers share one flush.
 
+mod audit;
 mod crypto;
 mod lock;
 mod records;
+mod sync;
 mod workflows;
 
 use crate::model::{ChildRef, Execution, Json, OutputChunk, Status};
+pub use audit::{audit_entry, FinishedExecution, FinishedHook};
 pub use crypto::Cipher;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -102,6 +105,9 @@ pub struct Batch {
     records: Vec<(Vec<u8>, Vec<u8>)>,
     /// Stale index entries: removed last.
     after: Vec<Vec<u8>>,
+    /// Executions this batch makes terminal: their audit entries (id, bytes) are written
+    /// right after the records (see `store/audit.rs`).
+    finished: Vec<(String, Vec<u8>, FinishedExecution)>,
 }
 
 impl Batch {
@@ -132,6 +138,15 @@ impl Batch {
             }
         }
         self.before.push((status_key(e.status, &e.id), Vec::new()));
+        if e.status.is_terminal() && prev.is_none_or(|p| !p.is_terminal()) {
+            let audit_id = ulid::Ulid::new().to_string();
+            let done = FinishedExecution::of(e);
+            self.before
+                .push((audit::marker_key(&e.id), audit_id.as_bytes().to_vec()));
+            self.after.push(audit::marker_key(&e.id));
+            let entry = serde_json::to_vec(&done.entry).unwrap_or_default();
+            self.finished.push((audit_id, entry, done));
+        }
         // Children are their own entries (`c:`), never part of the stored record.
         let value = if e.children.is_empty() {
             serde_json::to_vec(e)
@@ -176,7 +191,10 @@ fn action_key(action: &str, id: &str) -> Vec<u8> {
 pub struct Store {
     db: sled::Db,
     exec: sled::Tree,
+    audit: sled::Tree,
     cipher: Cipher,
+    sync: sync::Syncer,
+    on_finished: std::sync::OnceLock<FinishedHook>,
     dir: PathBuf,
     written: AtomicU64,
     flushed: AtomicU64,
@@ -218,21 +236,37 @@ impl Store {
             }
         }
         let exec = db.open_tree("executions")?;
+        let audit = db.open_tree("audit")?;
+        let sync = sync::Syncer::open(&dir.join("db"))?;
         let key_path = key_file
             .map(Path::to_path_buf)
             .unwrap_or_else(|| dir.join("secret.key"));
         let cipher = Cipher::open(&key_path)?;
-        Ok(Store {
+        let store = Store {
             db,
             exec,
+            audit,
             cipher,
+            sync,
+            on_finished: std::sync::OnceLock::new(),
             dir: dir.to_path_buf(),
             written: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
             flush_lock: tokio::sync::Mutex::new(()),
             _lock: lock,
-        })
+        };
+        if store.settle_audit_markers()? > 0 {
+            store.flush_blocking()?;
+        }
+        Ok(store)
+    }
+
+    /// Call `hook` for every execution that becomes terminal, right after the commit that
+    /// records it (metrics, the audit trail's echo on stdout). Set once; later calls are
+    /// ignored.
+    pub fn on_finished(&self, hook: FinishedHook) {
+        let _ = self.on_finished.set(hook);
     }
 
     /// The data directory.
@@ -251,10 +285,17 @@ impl Store {
         for (k, v) in batch.before.into_iter().chain(batch.records) {
             self.exec.insert(k, v)?;
         }
+        for (id, entry, _) in &batch.finished {
+            self.audit.insert(id.as_bytes(), entry.as_slice())?;
+        }
         for k in batch.after {
             self.exec.remove(k)?;
         }
-        Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1)
+        let ticket = self.written.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(hook) = self.on_finished.get() {
+            batch.finished.iter().for_each(|(_, _, f)| hook(f));
+        }
+        Ok(ticket)
     }
 
     /// Write one execution record (and its index entries).
@@ -461,12 +502,20 @@ impl Store {
         // sled 0.34's `flush_async` can miss its wake-up and hang when several flushes are in
         // flight (sled issues #1241, #1308); a blocking flush on the blocking pool does not.
         self.flushes.fetch_add(1, Ordering::Relaxed);
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
+        // Blocking: sled's flush writes its buffers, then `fdatasync` puts them on the disk
+        // (sled's own flush ends in `sync_file_range`, which neither flushes the disk's
+        // write cache nor the file's metadata: see `store/sync.rs`).
+        let (db, sync) = (self.db.clone(), self.sync.clone());
+        tokio::task::spawn_blocking(move || flush_and_sync(&db, &sync))
             .await
             .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
         self.flushed.fetch_max(target, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// sled's flush, then a real sync of its files.
+    fn flush_blocking(&self) -> Result<(), StoreError> {
+        flush_and_sync(&self.db, &self.sync)
     }
 
     /// Disk flushes done so far (each covers every write committed before it).
@@ -505,10 +554,29 @@ impl Store {
         self.durable(t).await
     }
 
+    /// Remove a sensor's checkpoint (`squall sensor reset`): it starts afresh next time.
+    pub async fn remove_sensor_checkpoint(&self, sensor: &str) -> Result<bool, StoreError> {
+        let old = self
+            .db
+            .open_tree("sensors")?
+            .remove(format!("c:{sensor}").into_bytes())?;
+        let t = self.written.fetch_add(1, Ordering::SeqCst) + 1;
+        self.durable(t).await?;
+        Ok(old.is_some())
+    }
+
     /// The underlying database, for other subsystems' trees.
     pub fn db(&self) -> &sled::Db {
         &self.db
     }
+}
+
+/// sled's flush (its buffers written, ending in `sync_file_range`), then `fdatasync` of its
+/// files, so the bytes are on the disk and not only in the page cache or the disk's cache.
+fn flush_and_sync(db: &sled::Db, sync: &sync::Syncer) -> Result<(), StoreError> {
+    db.flush()?;
+    sync.sync()?;
+    Ok(())
 }
 
 fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {

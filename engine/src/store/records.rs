@@ -85,7 +85,7 @@ impl Store {
 
     /// Append an audit entry (already masked); returns a durability ticket.
     pub fn put_audit(&self, id: &str, entry: &Json) -> Result<u64, StoreError> {
-        self.tree("audit")?
+        self.audit
             .insert(id.as_bytes(), serde_json::to_vec(entry).unwrap_or_default())?;
         Ok(self.bump())
     }
@@ -93,7 +93,7 @@ impl Store {
     /// Audit entries, newest first.
     pub fn list_audit(&self, limit: usize) -> Result<Vec<Json>, StoreError> {
         let mut out = Vec::new();
-        for item in self.tree("audit")?.iter().rev().take(limit.max(1)) {
+        for item in self.audit.iter().rev().take(limit.max(1)) {
             let (k, v) = item?;
             out.push(
                 serde_json::from_slice(&v).map_err(|e| corrupt(&String::from_utf8_lossy(&k), e))?,

@@ -277,3 +277,83 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+fn finished_entries(s: &Store) -> Vec<Json> {
+    s.list_audit(1000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e["what"] == "execution.finished")
+        .collect()
+}
+
+/// Every commit that makes an execution terminal writes its `execution.finished` entry and
+/// tells the hook, once; a later rewrite of the terminal record does neither again.
+#[tokio::test]
+async fn terminal_commits_write_one_audit_entry_each() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Store::open(d.path(), None).unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hook_seen = seen.clone();
+    s.on_finished(Box::new(move |f| {
+        hook_seen.lock().unwrap().push((f.id.clone(), f.status))
+    }));
+    let mut a = exec("01A", "core.noop", Status::Running);
+    a.requested_by = Some("rule:site.r".into());
+    s.put_execution(None, &a).unwrap();
+    assert!(finished_entries(&s).is_empty());
+    a.status = Status::Succeeded;
+    a.finished_at = Some(crate::model::now_rfc3339());
+    s.put_execution(Some(Status::Running), &a).unwrap();
+    // Written again (a workflow re-reads and re-stores its record): no second entry.
+    s.put_execution(Some(Status::Succeeded), &a).unwrap();
+    // Created terminal (a chain task whose parameters were invalid).
+    let b = exec("01B", "core.echo", Status::Failed);
+    let t = s.put_execution(None, &b).unwrap();
+    s.durable(t).await.unwrap();
+    let entries = finished_entries(&s);
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let of_a = entries.iter().find(|e| e["target"] == "01A").unwrap();
+    assert_eq!(of_a["outcome"], "succeeded");
+    assert_eq!(of_a["who"], "rule:site.r");
+    assert_eq!(of_a["details"]["action"], "core.noop");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ("01A".to_string(), Status::Succeeded),
+            ("01B".to_string(), Status::Failed)
+        ]
+    );
+    assert_eq!(s.exec.scan_prefix("f:").count(), 0, "markers removed");
+}
+
+/// What a crash can leave between the writes of a terminal commit is settled when the store
+/// opens: a durable terminal record gets exactly one entry, a record that did not become
+/// terminal gets none.
+#[tokio::test]
+async fn a_crash_between_record_and_audit_entry_is_settled_exactly_once() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(d.path(), None).unwrap();
+        // 01A: marker and terminal record written, the entry not (crash after step 2).
+        let mut a = exec("01A", "core.noop", Status::Succeeded);
+        a.finished_at = Some(crate::model::now_rfc3339());
+        let mut b = Batch::default();
+        b.records
+            .push((b"e:01A".to_vec(), serde_json::to_vec(&a).unwrap()));
+        s.commit(b).unwrap();
+        s.exec.insert("f:01A", "01AUDITA").unwrap();
+        // 01B: marker written, the record still running (crash after step 1).
+        s.put_execution(None, &exec("01B", "core.noop", Status::Running))
+            .unwrap();
+        s.exec.insert("f:01B", "01AUDITB").unwrap();
+        s.flush().await.unwrap();
+    }
+    for _ in 0..2 {
+        let s = Store::open(d.path(), None).unwrap();
+        let entries = finished_entries(&s);
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(entries[0]["target"], "01A");
+        assert!(s.audit.get("01AUDITA").unwrap().is_some());
+        assert_eq!(s.exec.scan_prefix("f:").count(), 0);
+    }
+}

@@ -48,7 +48,7 @@ pub fn run(
         match chain.drive(params).await {
             Ok(outcome) => (chain.execution, outcome),
             Err(e) => {
-                let msg = format!("workflow state could not be saved: {e}");
+                let msg = format!("workflow state could not be read or saved: {e}");
                 (chain.execution, ActionOutcome::failed(msg, Json::Null))
             }
         }
@@ -84,7 +84,20 @@ impl Chain {
     async fn drive(&mut self, params: Json) -> Result<ActionOutcome, EngineError> {
         match self.engine.store().get_workflow_state(&self.execution.id)? {
             Some(saved) => {
-                self.state = serde_json::from_value(saved).unwrap_or_default();
+                // A state that cannot be read must fail the workflow: taking a default
+                // (no cursor) would report it finished without running its tasks.
+                self.state = match serde_json::from_value(saved) {
+                    Ok(state) => state,
+                    Err(e) => {
+                        let msg = format!(
+                            "the saved state of this workflow (store key w:{}) cannot be read: {e}; \
+                             no task was run or skipped after the restart. Run the workflow again \
+                             once you have checked which of its tasks took effect",
+                            self.execution.id
+                        );
+                        return Ok(ActionOutcome::failed(msg, Json::Null));
+                    }
+                };
                 // Written again as entries (state saved by an older version held them inline).
                 self.changed_tasks = self.state.tasks.keys().cloned().collect();
                 self.load_pass()?;

@@ -125,3 +125,49 @@ async fn long_chains_store_tasks_and_children_as_entries() {
         .expect("record");
     assert!(!String::from_utf8_lossy(&record).contains("children"));
 }
+
+/// A workflow whose saved state cannot be read fails with an error that says so when it is
+/// resumed; it never reports success and never runs (or skips) tasks silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_saved_state_fails_the_resumed_workflow() {
+    let chain = "name: w\nchain:\n  - name: a\n    ref: t.n\n    on-success: b\n  - name: b\n    ref: t.n\n";
+    // A state of the wrong shape, and bytes that are not a state at all.
+    let bad: [(Option<&[u8]>, &str); 2] = [
+        (None, "cannot be read"),
+        (Some(b"\x00\x01 junk"), "corrupt record"),
+    ];
+    for (bytes, expected) in bad {
+        let (wf, engine, store, _dir) = run_workflow(chain).await;
+        assert_eq!(wf.status, Status::Succeeded);
+        assert_eq!(wf.children.len(), 2);
+        // As if the engine had died in the middle: the record says running, and the
+        // state head is damaged.
+        let mut rec = store.get_execution(&wf.id).expect("store").expect("record");
+        rec.status = Status::Running;
+        rec.finished_at = None;
+        store
+            .put_execution(Some(Status::Succeeded), &rec)
+            .expect("put");
+        let mut batch = crate::store::Batch::default();
+        let wrong_shape = serde_json::json!({"scope": 5, "cursor": "b"});
+        store.workflow_state(&mut batch, &wf.id, &wrong_shape);
+        store.commit(batch).expect("commit");
+        if let Some(bytes) = bytes {
+            let tree = store.db().open_tree("executions").expect("tree");
+            tree.insert(format!("w:{}", wf.id), bytes).expect("insert");
+        }
+        let report = engine.recover().await.expect("recover");
+        assert_eq!(report.resumed, [wf.id.clone()]);
+        engine.drain(std::time::Duration::from_secs(30)).await;
+        let after = store.get_execution(&wf.id).expect("store").expect("record");
+        assert_eq!(after.status, Status::Failed, "{after:?}");
+        let error = after.error.unwrap_or_default();
+        assert!(error.contains(expected), "{error}");
+        assert_eq!(
+            after.children.len(),
+            2,
+            "no task ran again: {:?}",
+            after.children
+        );
+    }
+}
