@@ -8,6 +8,20 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "system packages"
+# strace: the durability tests watch the system calls of a real `squall serve`.
+missing=()
+command -v strace >/dev/null 2>&1 || missing+=(strace)
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing ${missing[*]}"
+  if ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+    $SUDO apt-get update >/dev/null
+    $SUDO apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
 step "toolchain"
 if ! command -v cargo >/dev/null 2>&1; then
   if [ -x "$HOME/.cargo/bin/cargo" ]; then

@@ -12,6 +12,7 @@ mod bench;
 mod consul_kv;
 mod crash;
 mod dbaas;
+mod durability;
 mod executions;
 mod http;
 mod k8s_actions;

@@ -16,6 +16,8 @@ pub struct Server {
     /// `127.0.0.1:<port>`.
     pub addr: String,
     log: std::path::PathBuf,
+    /// Run under a wrapper (strace): the wrapper is `child`, `squall serve` its child.
+    wrapped: bool,
 }
 
 /// An HTTP reply (from `squall serve` or a test server): status code and body.
@@ -53,13 +55,27 @@ impl Server {
     /// Start on a given port (to restart a killed server on the same address).
     #[track_caller]
     pub fn start_on(sq: &Squall, port: u16) -> Server {
+        Server::start_wrapped(sq, port, &[])
+    }
+
+    /// Start `squall serve` as the last argument of `wrapper` (e.g. `strace -f -o FILE`).
+    #[track_caller]
+    pub fn start_wrapped(sq: &Squall, port: u16, wrapper: &[&str]) -> Server {
         let addr = format!("127.0.0.1:{port}");
         let log = sq.root().join(format!(
             "serve-{}.log",
             Instant::now().elapsed().as_nanos() ^ u128::from(port) ^ rand_suffix()
         ));
         let logf = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_squall"))
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_squall"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_squall")),
+        };
+        let child = command
             .arg("--root")
             .arg(sq.root())
             .args(["serve", "--listen", &addr, "--grace", "5"])
@@ -70,7 +86,12 @@ impl Server {
             .stderr(logf)
             .spawn()
             .expect("cannot start squall serve");
-        let mut s = Server { child, addr, log };
+        let mut s = Server {
+            child,
+            addr,
+            log,
+            wrapped: !wrapper.is_empty(),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = s.child.try_wait().expect("wait") {
@@ -114,11 +135,23 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// The pid of `squall serve` itself (the wrapper's child when wrapped).
+    pub fn pid(&self) -> i32 {
+        let own = self.child.id() as i32;
+        if !self.wrapped {
+            return own;
+        }
+        std::fs::read_to_string(format!("/proc/{own}/task/{own}/children"))
+            .ok()
+            .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
+            .unwrap_or(own)
+    }
+
     /// SIGTERM and wait for a clean exit; returns the exit code.
     pub fn terminate(mut self) -> Option<i32> {
-        // SAFETY: sending a signal to our own child process.
+        // SAFETY: sending a signal to our own child process (or the wrapper's child).
         unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
+            libc::kill(self.pid(), libc::SIGTERM);
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -240,6 +273,12 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.wrapped {
+            // SAFETY: signalling the wrapper's child, which the test started.
+            unsafe {
+                libc::kill(self.pid(), libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

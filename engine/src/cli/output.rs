@@ -67,12 +67,7 @@ pub fn yaml_block(v: &Json, indent: usize) -> String {
     text.lines().map(|l| format!("{pad}{l}\n")).collect()
 }
 
-/// Seconds between two RFC 3339 times, when both parse.
-pub fn duration(start: Option<&str>, end: Option<&str>) -> Option<f64> {
-    let s = chrono::DateTime::parse_from_rfc3339(start?).ok()?;
-    let e = chrono::DateTime::parse_from_rfc3339(end?).ok()?;
-    Some((e - s).num_microseconds()? as f64 / 1e6)
-}
+pub use crate::model::seconds_between as duration;
 
 /// Print an execution record in the chosen format.
 pub fn execution(format: Format, e: &Execution) {

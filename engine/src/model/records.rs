@@ -163,6 +163,13 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
+/// Seconds between two RFC 3339 times, when both parse.
+pub fn seconds_between(start: Option<&str>, end: Option<&str>) -> Option<f64> {
+    let s = chrono::DateTime::parse_from_rfc3339(start?).ok()?;
+    let e = chrono::DateTime::parse_from_rfc3339(end?).ok()?;
+    Some((e - s).num_microseconds()? as f64 / 1e6)
+}
+
 /// Processing state of a trigger instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -70,13 +70,6 @@ pub fn finished_entry(e: &Execution) -> Json {
     )
 }
 
-/// Seconds between two RFC 3339 times.
-fn seconds(from: Option<&str>, to: Option<&str>) -> Option<f64> {
-    let from = chrono::DateTime::parse_from_rfc3339(from?).ok()?;
-    let to = chrono::DateTime::parse_from_rfc3339(to?).ok()?;
-    Some((to - from).num_microseconds()? as f64 / 1e6)
-}
-
 impl FinishedExecution {
     /// What a commit of terminal record `e` reports.
     pub fn of(e: &Execution) -> FinishedExecution {
@@ -84,7 +77,10 @@ impl FinishedExecution {
             id: e.id.clone(),
             action: e.action.clone(),
             status: e.status,
-            seconds: seconds(e.started_at.as_deref(), e.finished_at.as_deref()),
+            seconds: crate::model::seconds_between(
+                e.started_at.as_deref(),
+                e.finished_at.as_deref(),
+            ),
             entry: finished_entry(e),
         }
     }

@@ -157,7 +157,7 @@ async fn unreadable_saved_state_fails_the_resumed_workflow() {
             tree.insert(format!("w:{}", wf.id), bytes).expect("insert");
         }
         let report = engine.recover().await.expect("recover");
-        assert_eq!(report.resumed, [wf.id.clone()]);
+        assert_eq!(report.resumed, std::slice::from_ref(&wf.id));
         engine.drain(std::time::Duration::from_secs(30)).await;
         let after = store.get_execution(&wf.id).expect("store").expect("record");
         assert_eq!(after.status, Status::Failed, "{after:?}");
