@@ -151,7 +151,7 @@ fn json_response(status: StatusCode, message: &str) -> Response {
 }
 
 /// Middleware: turn every error response that is not JSON into `{"error": "…"}`, keeping
-/// its status and headers (`Allow`, `Retry-After`).
+/// its status and headers (`Retry-After`).
 pub async fn json_errors(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -171,15 +171,10 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         .unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes).trim().to_string();
     let message = match status {
-        StatusCode::METHOD_NOT_ALLOWED => {
-            let allow = parts
-                .headers
-                .get(header::ALLOW)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            format!("method {method} is not allowed on {path}; use {allow} (see docs/api.md)")
-        }
+        // axum adds the `Allow` header after this layer; the message points to it.
+        StatusCode::METHOD_NOT_ALLOWED => format!(
+            "method {method} is not allowed on {path}; the Allow header lists the methods it takes (see docs/api.md)"
+        ),
         StatusCode::PAYLOAD_TOO_LARGE => format!(
             "request body is larger than {} bytes (1 MiB); send a smaller body",
             super::MAX_BODY
