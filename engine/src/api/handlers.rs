@@ -346,16 +346,21 @@ pub async fn webhook(
         .ok_or_else(|| ApiError::not_found(format!("no enabled webhook sensor has path `{path}`")))?
         .clone();
     let signing = crate::sensors::webhook::Signing::of(&sensor);
-    let mut claim = None;
+    // A signed call is claimed against replays until its trigger is accepted; dropped
+    // unkept (refused, an error), the claim is released so the sender may retry.
+    let mut held = None;
     let who = match (headers.contains_key("authorization"), signing) {
         (false, Some(signing)) => {
             let now = chrono::Utc::now().timestamp();
             let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-            let c = signing
+            let claim = signing
                 .verify(header, &body, now)
-                .and_then(|c| s.webhooks.claim(&sensor.reference, &c, now).map(|()| c))
                 .map_err(refused_signature)?;
-            claim = Some(c);
+            held = Some(
+                s.webhooks
+                    .hold(&sensor.reference, claim, now)
+                    .map_err(refused_signature)?,
+            );
             format!("webhook:{}", sensor.reference)
         }
         _ => authorize(&s, &headers, Role::Operator)?.name,
@@ -377,11 +382,11 @@ pub async fn webhook(
         .clone()
         .unwrap_or_else(|| "core.webhook".to_string());
     let result = s.bus.emit(&trigger, payload, &sensor.reference).await;
-    match (&result, &claim) {
-        (Ok(_), _) => s.sensors.record_event(&sensor.reference),
-        // Not accepted: the sender may send the same signed call again.
-        (Err(_), Some(c)) => s.webhooks.release(&sensor.reference, c),
-        (Err(_), None) => {}
+    if result.is_ok() {
+        s.sensors.record_event(&sensor.reference);
+        if let Some(h) = held {
+            h.keep();
+        }
     }
     let outcome = match &result {
         Ok(t) => format!("accepted {}", t.id),

@@ -32,7 +32,7 @@ use std::sync::Arc;
 mod replay;
 pub mod signing;
 
-pub use replay::{Claim, ReplayGuard};
+pub use replay::{Claim, Held, ReplayGuard};
 pub use signing::{sign_timestamped, Refusal, Scheme, Signing};
 
 /// The `webhook` sensor type.

@@ -78,6 +78,17 @@ impl ReplayGuard {
         Ok(())
     }
 
+    /// [`claim`](Self::claim), held until [`Held::keep`]: dropped without it (the trigger
+    /// was not accepted, or the request ended early), the claim is released.
+    pub fn hold<'a>(&'a self, sensor: &str, claim: Claim, now: i64) -> Result<Held<'a>, Refusal> {
+        self.claim(sensor, &claim, now)?;
+        Ok(Held {
+            guard: self,
+            sensor: sensor.to_string(),
+            claim: Some(claim),
+        })
+    }
+
     /// Forget `claim` again (its trigger was not accepted).
     pub fn release(&self, sensor: &str, claim: &Claim) {
         let mut sensors = self.sensors.lock().unwrap_or_else(|e| e.into_inner());
@@ -99,6 +110,28 @@ impl ReplayGuard {
     /// Whether nothing is remembered for `sensor`.
     pub fn is_empty(&self, sensor: &str) -> bool {
         self.len(sensor) == 0
+    }
+}
+
+/// A claim registered with a [`ReplayGuard`] and released when dropped, unless kept.
+pub struct Held<'a> {
+    guard: &'a ReplayGuard,
+    sensor: String,
+    claim: Option<Claim>,
+}
+
+impl Held<'_> {
+    /// The trigger was accepted: remember the claim until it expires.
+    pub fn keep(mut self) {
+        self.claim = None;
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.claim.take() {
+            self.guard.release(&self.sensor, &c);
+        }
     }
 }
 
@@ -130,6 +163,21 @@ mod tests {
         // Expired: forgotten.
         assert!(g.claim("s.a", &claim(1, 200), 101).is_ok());
         assert_eq!(g.len("s.a"), 1);
+    }
+
+    #[test]
+    fn a_held_claim_is_released_unless_kept() {
+        let g = ReplayGuard::default();
+        drop(g.hold("s", claim(1, 100), 0).unwrap());
+        assert!(g.is_empty("s"), "dropped: released");
+        let held = g.hold("s", claim(1, 100), 0).unwrap();
+        assert!(g.hold("s", claim(1, 100), 0).is_err(), "held: refused");
+        held.keep();
+        assert!(
+            g.hold("s", claim(1, 100), 1).is_err(),
+            "kept: still refused"
+        );
+        assert_eq!(g.len("s"), 1);
     }
 
     #[test]

@@ -171,12 +171,13 @@ impl Signing {
     }
 }
 
-/// The `tolerance` of a webhook config: `Ok(None)` when unset, an error naming the problem.
+/// The `tolerance` of a webhook config, when set and valid.
 pub fn tolerance(config: &Json) -> Option<Duration> {
     checked_tolerance(config).ok().flatten()
 }
 
-/// `tolerance` checked: a duration between 1 s and 7 days.
+/// `tolerance` checked: `Ok(None)` when unset, else a duration between 1 s and 7 days, or
+/// an error saying what is wrong.
 pub fn checked_tolerance(config: &Json) -> Result<Option<Duration>, String> {
     match config.get("tolerance") {
         None | Some(Json::Null) => Ok(None),
