@@ -27,6 +27,9 @@ pub enum BusError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The task accepting the trigger failed (a bug: it panicked).
+    #[error("accepting the trigger failed: {0}")]
+    Task(String),
 }
 
 /// The in-process trigger bus.
@@ -52,6 +55,12 @@ impl Bus {
     }
 
     /// Accept one trigger: persisted durably, then queued. Fails fast when the queue is full.
+    ///
+    /// Once a queue slot is reserved, the persist-and-enqueue work runs in a task of its
+    /// own: dropping the returned future (an HTTP client that went away, a sensor stopped
+    /// at shutdown) cannot leave a stored trigger `pending` and unqueued. When the trigger
+    /// cannot be made durable, its record is removed again and the caller gets the error,
+    /// so a trigger is either accepted and queued, or refused and not stored.
     pub async fn emit(
         &self,
         trigger_type: &str,
@@ -63,7 +72,8 @@ impl Bus {
         }
         let permit = self
             .tx
-            .try_reserve()
+            .clone()
+            .try_reserve_owned()
             .map_err(|_| BusError::Full(self.capacity))?;
         let t = TriggerInstance {
             id: self.engine.new_id(),
@@ -74,11 +84,26 @@ impl Bus {
             status: TriggerStatus::Pending,
             enforcements: Vec::new(),
         };
-        let ticket = self.engine.store().put_trigger(&t)?;
-        self.engine.store().durable(ticket).await?;
-        self.metrics.trigger_received(trigger_type);
-        permit.send(t.id.clone());
-        Ok(t)
+        let engine = self.engine.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let store = engine.store();
+            let ticket = store.put_trigger(&t)?;
+            if let Err(e) = store.durable(ticket).await {
+                // Not acknowledged: take the record back so no one finds it `pending`.
+                if let Err(del) = store.delete_trigger(&t.id) {
+                    tracing::error!(trigger_instance = %t.id, error = %del,
+                        "a trigger that could not be made durable could not be removed either; queueing it");
+                    permit.send(t.id.clone());
+                }
+                return Err(BusError::Store(e));
+            }
+            metrics.trigger_received(&t.trigger);
+            permit.send(t.id.clone());
+            Ok(t)
+        })
+        .await
+        .map_err(|e| BusError::Task(e.to_string()))?
     }
 
     /// Queue again every trigger an earlier process accepted but did not evaluate.

@@ -38,6 +38,8 @@ pub struct Service {
     pub audit: Audit,
     /// API tokens.
     pub tokens: Tokens,
+    /// Signed webhook calls already accepted (replay protection).
+    pub webhooks: crate::sensors::webhook::ReplayGuard,
     /// Content root.
     pub root: PathBuf,
     started: Instant,
@@ -103,6 +105,7 @@ impl Service {
             metrics: metrics.clone(),
             audit,
             tokens,
+            webhooks: Default::default(),
             started: Instant::now(),
             last_reload: RwLock::new(None),
             reload_lock: tokio::sync::Mutex::new(()),

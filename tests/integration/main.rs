@@ -6,6 +6,7 @@ mod kv_support;
 mod server;
 mod servers;
 
+mod api_edge;
 mod aws_rds;
 mod aws_sensor;
 mod bench;

@@ -126,14 +126,21 @@ fn webhooks_need_a_valid_signature_or_an_operator_token() {
         .status,
         401
     );
+    // The signature covers "<timestamp>.<body>" (replay protection: see api_edge.rs).
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret-value").unwrap();
+    mac.update(format!("{ts}.").as_bytes());
     mac.update(body);
     let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
     let r = s.raw(
         "POST",
         "/api/v1/webhooks/deploys",
         body,
-        &[("X-Squall-Signature", &sig)],
+        &[("X-Squall-Timestamp", &ts), ("X-Squall-Signature", &sig)],
     );
     assert_eq!(r.status, 202, "{}", r.body);
     let auth = format!("Bearer {OPERATOR}");

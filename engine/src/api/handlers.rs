@@ -120,15 +120,15 @@ pub async fn create_execution(
         .as_ref()
         .map(|e| e.parameters.clone())
         .unwrap_or(Json::Null);
-    s.audit
-        .record(
-            &caller.name,
-            "execution.create",
-            &b.action,
-            json!({"parameters": params}),
-            &outcome,
-        )
-        .await;
+    super::edge::audit(
+        &s,
+        &caller.name,
+        "execution.create",
+        &b.action,
+        json!({"parameters": params}),
+        &outcome,
+    )
+    .await;
     let e = result?;
     Ok((StatusCode::CREATED, J(e)).into_response())
 }
@@ -146,19 +146,19 @@ pub async fn cancel_execution(
         ));
     }
     let found = s.engine.cancel(&id);
-    s.audit
-        .record(
-            &caller.name,
-            "execution.cancel",
-            &id,
-            json!({"action": e.action}),
-            if found {
-                "canceling"
-            } else {
-                "not running here"
-            },
-        )
-        .await;
+    super::edge::audit(
+        &s,
+        &caller.name,
+        "execution.cancel",
+        &id,
+        json!({"action": e.action}),
+        if found {
+            "canceling"
+        } else {
+            "not running here"
+        },
+    )
+    .await;
     if !found {
         return Err(ApiError(
             StatusCode::CONFLICT,
@@ -201,15 +201,15 @@ pub async fn rerun_execution(
         Ok(e) => format!("scheduled {}", e.id),
         Err(e) => format!("rejected: {e}"),
     };
-    s.audit
-        .record(
-            &caller.name,
-            "execution.rerun",
-            &id,
-            json!({"action": old.action}),
-            &outcome,
-        )
-        .await;
+    super::edge::audit(
+        &s,
+        &caller.name,
+        "execution.rerun",
+        &id,
+        json!({"action": old.action}),
+        &outcome,
+    )
+    .await;
     Ok((StatusCode::CREATED, J(result?)).into_response())
 }
 
@@ -300,9 +300,15 @@ pub async fn emit_trigger(
         Ok(t) => format!("accepted {}", t.id),
         Err(e) => format!("rejected: {e}"),
     };
-    s.audit
-        .record(&caller.name, "trigger.emit", &trigger, json!({}), &outcome)
-        .await;
+    super::edge::audit(
+        &s,
+        &caller.name,
+        "trigger.emit",
+        &trigger,
+        json!({}),
+        &outcome,
+    )
+    .await;
     accepted(result)
 }
 
@@ -339,18 +345,22 @@ pub async fn webhook(
     let sensor = crate::sensors::webhook::find(&content, &path)
         .ok_or_else(|| ApiError::not_found(format!("no enabled webhook sensor has path `{path}`")))?
         .clone();
-    let secret = crate::sensors::webhook::secret(&sensor);
-    let who = match (headers.contains_key("authorization"), secret) {
-        (false, Some(secret)) => {
-            let sig = headers
-                .get("x-squall-signature")
-                .and_then(|v| v.to_str().ok());
-            if !crate::sensors::webhook::verify_signature(&secret, &body, sig) {
-                return Err(ApiError(
-                    StatusCode::UNAUTHORIZED,
-                    "missing or invalid X-Squall-Signature: send sha256=<hex HMAC-SHA256 of the body with the sensor's secret>, or an operator token".into(),
-                ));
-            }
+    let signing = crate::sensors::webhook::Signing::of(&sensor);
+    // A signed call is claimed against replays until its trigger is accepted; dropped
+    // unkept (refused, an error), the claim is released so the sender may retry.
+    let mut held = None;
+    let who = match (headers.contains_key("authorization"), signing) {
+        (false, Some(signing)) => {
+            let now = chrono::Utc::now().timestamp();
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+            let claim = signing
+                .verify(header, &body, now)
+                .map_err(refused_signature)?;
+            held = Some(
+                s.webhooks
+                    .hold(&sensor.reference, claim, now)
+                    .map_err(refused_signature)?,
+            );
             format!("webhook:{}", sensor.reference)
         }
         _ => authorize(&s, &headers, Role::Operator)?.name,
@@ -374,21 +384,34 @@ pub async fn webhook(
     let result = s.bus.emit(&trigger, payload, &sensor.reference).await;
     if result.is_ok() {
         s.sensors.record_event(&sensor.reference);
+        if let Some(h) = held {
+            h.keep();
+        }
     }
     let outcome = match &result {
         Ok(t) => format!("accepted {}", t.id),
         Err(e) => format!("rejected: {e}"),
     };
-    s.audit
-        .record(
-            &who,
-            "webhook",
-            &path,
-            json!({"sensor": sensor.reference}),
-            &outcome,
-        )
-        .await;
+    super::edge::audit(
+        &s,
+        &who,
+        "webhook",
+        &path,
+        json!({"sensor": sensor.reference}),
+        &outcome,
+    )
+    .await;
     accepted(result)
+}
+
+/// 401 for a missing, wrong or stale signature, 409 for a replayed one.
+fn refused_signature(r: crate::sensors::webhook::Refusal) -> ApiError {
+    use crate::sensors::webhook::Refusal;
+    let code = match &r {
+        Refusal::Unauthenticated(_) | Refusal::Stale(_) => StatusCode::UNAUTHORIZED,
+        Refusal::Replayed(_) => StatusCode::CONFLICT,
+    };
+    ApiError(code, r.to_string())
 }
 
 pub async fn list_sensors(State(s): State<AppState>) -> J<Json> {
@@ -405,15 +428,15 @@ pub async fn reload(
     } else {
         "rejected"
     };
-    s.audit
-        .record(
-            &caller.name,
-            "content.reload",
-            "content",
-            json!({}),
-            outcome,
-        )
-        .await;
+    super::edge::audit(
+        &s,
+        &caller.name,
+        "content.reload",
+        "content",
+        json!({}),
+        outcome,
+    )
+    .await;
     match result {
         Ok(c) => Ok(J(json!({"reloaded": true, "actions": c.actions.len(), "rules": c.rules.len(), "sensors": c.sensors.len()})).into_response()),
         Err(d) => Ok((

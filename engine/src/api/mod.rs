@@ -1,8 +1,9 @@
 //! The HTTP API (PRODUCT §5): JSON in and out under `/api/v1`, bearer-token auth with
-//! roles, an audit entry for every mutating request, Prometheus `/metrics`, server-sent
+//! roles, an audit entry for every mutating request (refused ones too), JSON errors, Prometheus `/metrics`, server-sent
 //! events for live output. The documents returned are the ones `-o json` prints.
 
 pub mod auth;
+pub mod edge;
 mod handlers;
 mod sse;
 
@@ -120,6 +121,11 @@ pub fn router(service: Arc<Service>) -> Router {
         .merge(operator)
         .merge(admin)
         .fallback(|| async { ApiError::not_found("no such endpoint; see docs/api.md") })
+        .layer(middleware::from_fn(edge::json_errors))
+        .layer(middleware::from_fn_with_state(
+            service.clone(),
+            edge::audit_mutations,
+        ))
         .layer(middleware::from_fn_with_state(
             service.clone(),
             count_requests,

@@ -6,6 +6,9 @@
 //! config:
 //!   path: alerts                  # letters, digits, `_`, `-`, `/`; leading/trailing `/` dropped
 //!   secret: ${env:ALERTS_SECRET}  # optional
+//!   scheme: squall                # or `github`; only with `secret`
+//!   tolerance: 5m                 # replay window; only with `secret`
+//!   delivery_header: X-GitHub-Delivery  # `github` scheme only
 //! ```
 //!
 //! The sensor task itself only waits for shutdown; the HTTP API receives the requests
@@ -13,8 +16,9 @@
 //! [`verify_signature`] when it has a [`secret`], and build the [`payload`]
 //! `{headers, body, path}` (the body parsed as JSON when it is JSON, else a string).
 //!
-//! The signature is the HMAC-SHA256 of the raw request body keyed with the secret, hex
-//! encoded, in the header `X-Squall-Signature: sha256=<hex>` (bare `<hex>` is accepted).
+//! A signed call is checked by [`Signing::verify`] (timestamped signatures, or body-only
+//! signatures with a delivery id) and registered with the [`ReplayGuard`], so that each
+//! signed call is accepted once; see [`signing`].
 
 use super::{Sensor, SensorContext, SensorError};
 use crate::content::{Content, Sensor as SensorInstance};
@@ -25,11 +29,20 @@ use sha2::Sha256;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+mod replay;
+pub mod signing;
+
+pub use replay::{Claim, Held, ReplayGuard};
+pub use signing::{sign_timestamped, Refusal, Scheme, Signing};
+
 /// The `webhook` sensor type.
 pub struct WebhookSensor;
 
 /// The sensor type name.
 pub const KIND: &str = "webhook";
+
+/// The settings a webhook sensor's `config` may have.
+const KNOWN_SETTINGS: [&str; 5] = ["path", "secret", "scheme", "tolerance", "delivery_header"];
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "X-Squall-Signature";
@@ -163,6 +176,7 @@ impl Sensor for WebhookSensor {
             }
             Some(_) => errs.push(err("path", "path must be a string".into())),
         }
+        let has_secret = matches!(config.get("secret"), Some(Json::String(s)) if !s.is_empty());
         match config.get("secret") {
             None | Some(Json::Null) => {}
             Some(Json::String(s)) if !s.is_empty() => {}
@@ -172,11 +186,49 @@ impl Sensor for WebhookSensor {
             )),
             Some(_) => errs.push(err("secret", "secret must be a string".into())),
         }
-        if let Some(map) = config.as_object() {
-            for key in map.keys().filter(|k| *k != "path" && *k != "secret") {
+        let scheme = config.get("scheme");
+        match scheme {
+            None | Some(Json::Null) => {}
+            Some(Json::String(s)) if s == "squall" || s == "github" => {}
+            Some(other) => errs.push(err(
+                "scheme",
+                format!("unknown scheme {other}; use `squall` (timestamped signatures, the default) or `github` (X-Hub-Signature-256 with a delivery id)"),
+            )),
+        }
+        if let Err(e) = signing::checked_tolerance(config) {
+            errs.push(err("tolerance", e));
+        }
+        match config.get("delivery_header") {
+            None | Some(Json::Null) => {}
+            Some(Json::String(h)) if axum::http::HeaderName::from_bytes(h.as_bytes()).is_ok() => {
+                if scheme.and_then(Json::as_str) != Some("github") {
+                    errs.push(err(
+                        "delivery_header",
+                        "delivery_header is used by `scheme: github` only; add it or remove this setting".into(),
+                    ));
+                }
+            }
+            Some(_) => errs.push(err(
+                "delivery_header",
+                "delivery_header must be an HTTP header name such as X-GitHub-Delivery".into(),
+            )),
+        }
+        for key in ["scheme", "tolerance", "delivery_header"] {
+            if !has_secret && config.get(key).is_some_and(|v| !v.is_null()) {
                 errs.push(err(
                     key,
-                    format!("unknown setting `{key}`; webhook takes `path` and `secret`"),
+                    format!("`{key}` applies to signed calls and needs `secret`; add a secret or remove `{key}`"),
+                ));
+            }
+        }
+        if let Some(map) = config.as_object() {
+            for key in map.keys().filter(|k| !KNOWN_SETTINGS.contains(&k.as_str())) {
+                errs.push(err(
+                    key,
+                    format!(
+                        "unknown setting `{key}`; webhook takes {}",
+                        KNOWN_SETTINGS.map(|k| format!("`{k}`")).join(", ")
+                    ),
                 ));
             }
         }
@@ -262,6 +314,43 @@ mod tests {
         assert_eq!(fields(json!({"path": "a", "secret": ""})), ["secret"]);
         assert_eq!(fields(json!({"path": "a", "secret": 3})), ["secret"]);
         assert_eq!(fields(json!({"path": "a", "every": "1m"})), ["every"]);
+        assert!(
+            fields(json!({"path": "a", "secret": "x", "scheme": "github",
+            "tolerance": "1h", "delivery_header": "X-Delivery"}))
+            .is_empty()
+        );
+        assert!(fields(json!({"path": "a", "secret": "x", "tolerance": 60})).is_empty());
+        assert_eq!(
+            fields(json!({"path": "a", "secret": "x", "scheme": "hub"})),
+            ["scheme"]
+        );
+        assert_eq!(
+            fields(json!({"path": "a", "secret": "x", "tolerance": "0s"})),
+            ["tolerance"]
+        );
+        assert_eq!(
+            fields(json!({"path": "a", "secret": "x", "tolerance": "30d"})),
+            ["tolerance"]
+        );
+        assert_eq!(
+            fields(json!({"path": "a", "secret": "x", "tolerance": "soon"})),
+            ["tolerance"]
+        );
+        assert_eq!(
+            fields(json!({"path": "a", "secret": "x", "delivery_header": "X-Id"})),
+            ["delivery_header"],
+            "delivery_header without scheme: github"
+        );
+        assert_eq!(
+            fields(
+                json!({"path": "a", "secret": "x", "scheme": "github", "delivery_header": "bad header"})
+            ),
+            ["delivery_header"]
+        );
+        assert_eq!(
+            fields(json!({"path": "a", "tolerance": "5m"})),
+            ["tolerance"]
+        );
     }
 
     fn write(dir: &std::path::Path, name: &str, yaml: &str) {

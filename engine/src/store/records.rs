@@ -21,6 +21,12 @@ impl Store {
         Ok(self.bump())
     }
 
+    /// Remove trigger instance `id` (one that was never acknowledged to its sender).
+    pub fn delete_trigger(&self, id: &str) -> Result<(), StoreError> {
+        self.tree("triggers")?.remove(id.as_bytes())?;
+        Ok(())
+    }
+
     /// The trigger instance `id`.
     pub fn get_trigger(&self, id: &str) -> Result<Option<TriggerInstance>, StoreError> {
         match self.tree("triggers")?.get(id.as_bytes())? {
@@ -31,7 +37,7 @@ impl Store {
         }
     }
 
-    /// Trigger instances, newest first, optionally of one type.
+    /// Trigger instances, newest first, optionally of one type; at most `limit` (`0`: all).
     pub fn list_triggers(
         &self,
         trigger: Option<&str>,
@@ -39,7 +45,7 @@ impl Store {
     ) -> Result<Vec<TriggerInstance>, StoreError> {
         let mut out = Vec::new();
         for item in self.tree("triggers")?.iter().rev() {
-            if out.len() >= limit.max(1) {
+            if limit != 0 && out.len() >= limit {
                 break;
             }
             let (k, v) = item?;
@@ -90,10 +96,11 @@ impl Store {
         Ok(self.bump())
     }
 
-    /// Audit entries, newest first.
+    /// Audit entries, newest first; at most `limit` (`0`: all).
     pub fn list_audit(&self, limit: usize) -> Result<Vec<Json>, StoreError> {
         let mut out = Vec::new();
-        for item in self.audit.iter().rev().take(limit.max(1)) {
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        for item in self.audit.iter().rev().take(limit) {
             let (k, v) = item?;
             out.push(
                 serde_json::from_slice(&v).map_err(|e| corrupt(&String::from_utf8_lossy(&k), e))?,
