@@ -107,3 +107,7 @@ impl Engine {
             .is_some_and(|m| m.values().any(|v| v == &Json::from(child)))
     }
 }
+
+#[cfg(test)]
+#[path = "sweep_tests.rs"]
+mod tests;
