@@ -135,13 +135,18 @@ fn a_killed_engine_leaves_no_process_running_and_no_side_effect_after_the_kill()
     server.kill9();
     // The commands themselves die with the engine (the kernel's death signal)...
     for (leader, _) in runs {
-        wait_until(30, &format!("shell {leader} is gone after the kill"), || {
-            !alive(leader)
-        });
+        wait_until(
+            30,
+            &format!("shell {leader} is gone after the kill"),
+            || !alive(leader),
+        );
     }
     // ... but what they started in their groups is still running until recovery.
     for (_, bg) in runs {
-        assert!(alive(bg), "background {bg} of the first run should still run");
+        assert!(
+            alive(bg),
+            "background {bg} of the first run should still run"
+        );
     }
     let server = Server::start(&sq);
     let done = |id: &str| {
@@ -157,13 +162,25 @@ fn a_killed_engine_leaves_no_process_running_and_no_side_effect_after_the_kill()
         assert!(!alive(bg), "background {bg} survived recovery");
         assert_eq!(group(leader), Vec::<i32>::new(), "group {leader} survived");
     }
-    assert_eq!(count_lines(&log, "overlap"), 0, "the re-run overlapped the first run");
+    assert_eq!(
+        count_lines(&log, "overlap"),
+        0,
+        "the re-run overlapped the first run"
+    );
     // Longer than the first run's sleep after the kill: a survivor would have written.
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(count_lines(&log, "n start"), 1);
     assert_eq!(count_lines(&log, "n end"), 0, "side effect after the kill");
-    assert_eq!(count_lines(&log, "i start"), 2, "the idempotent one runs again");
-    assert_eq!(count_lines(&log, "i end"), 1, "exactly once, from the re-run");
+    assert_eq!(
+        count_lines(&log, "i start"),
+        2,
+        "the idempotent one runs again"
+    );
+    assert_eq!(
+        count_lines(&log, "i end"),
+        1,
+        "exactly once, from the re-run"
+    );
     let all = settle(&server, 60);
     assert_eq!(all.len(), 2, "{all:#?}");
 }
@@ -227,6 +244,9 @@ fn after_recovery_no_execution_is_left_unfinished() {
     }
     // The queued ones all ran once the engine was back.
     for q in 0..3 {
-        assert!(count_lines(&log, &format!("q{q} start")) >= 1, "q{q} never ran");
+        assert!(
+            count_lines(&log, &format!("q{q} start")) >= 1,
+            "q{q} never ran"
+        );
     }
 }
