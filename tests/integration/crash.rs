@@ -8,6 +8,9 @@ use crate::harness::Squall;
 use crate::server::{count_lines, wait_lines, Server};
 use serde_json::{json, Value};
 
+#[path = "crash_procs.rs"]
+mod procs;
+
 const STEP: &str = r#"runner: shell
 cmd: |
   echo "$SQUALL_PARAM_NAME start" >> "$SQUALL_PARAM_LOG"

@@ -98,6 +98,7 @@ pub struct Engine {
 impl Engine {
     /// An engine over loaded content and an open store.
     pub fn new(content: Arc<Content>, store: Arc<Store>, runners: Registry) -> Arc<Engine> {
+        runners.bind(&store);
         Arc::new(Engine {
             content: RwLock::new(content),
             store,

@@ -10,6 +10,9 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+#[path = "sweep.rs"]
+mod sweep;
+
 /// Executions run at once unless `workers` in squall.yaml says otherwise.
 pub const DEFAULT_WORKERS: usize = 64;
 
@@ -24,6 +27,8 @@ pub struct Recovery {
     pub abandoned: Vec<String>,
     /// Queued executions queued again.
     pub requeued: Vec<String>,
+    /// Process groups an earlier engine left running, killed before anything else.
+    pub processes_ended: Vec<String>,
 }
 
 impl Engine {
@@ -144,10 +149,19 @@ impl Engine {
     /// (PRODUCT §6): workflows resume from their saved cursor; leaf actions that were
     /// running run again when idempotent, else become `abandoned`; queued ones are queued
     /// again. Children of workflows are handled by their workflow when it resumes.
+    ///
+    /// Before anything is run again or abandoned, every process group an earlier engine
+    /// recorded and left running is killed (and waited for), and workflow children that no
+    /// resumed workflow will settle are abandoned.
     pub async fn recover(self: &Arc<Self>) -> Result<Recovery, EngineError> {
-        let mut report = Recovery::default();
+        let mut report = Recovery {
+            processes_ended: self.end_leftover_processes().await?,
+            ..Recovery::default()
+        };
         let content = self.content();
-        for mut e in self.store.unfinished()? {
+        let unfinished = self.store.unfinished()?;
+        report.abandoned = self.end_orphaned_children(&unfinished).await;
+        for mut e in unfinished {
             if e.parent.is_some() {
                 continue;
             }

@@ -59,6 +59,7 @@ mod fake_api;
 pub mod http;
 pub mod kubernetes;
 pub mod noop;
+pub mod process;
 mod rest;
 pub mod rhai_script;
 pub mod shell;
@@ -174,6 +175,11 @@ pub trait Runner: Send + Sync {
 
     /// Carry out one execution.
     async fn run(&self, ctx: RunContext) -> ActionOutcome;
+
+    /// Attach the engine's store, for runners that record what they start (the `shell`
+    /// runner's process groups) so that a restarted engine can end it. Called once, when
+    /// the engine is built.
+    fn bind(&self, _store: &Arc<crate::store::Store>) {}
 }
 
 /// The runners known to this build, by name.
@@ -189,7 +195,7 @@ impl Registry {
             runners: BTreeMap::new(),
         };
         r.add(Arc::new(noop::NoopRunner));
-        r.add(Arc::new(shell::ShellRunner));
+        r.add(Arc::new(shell::ShellRunner::default()));
         r.add(Arc::new(http::HttpRunner::new()));
         r.add(Arc::new(rhai_script::RhaiRunner));
         for k in kubernetes::runners()
@@ -208,6 +214,11 @@ impl Registry {
     /// Register a runner under its name (replacing one of the same name).
     pub fn add(&mut self, runner: Arc<dyn Runner>) {
         self.runners.insert(runner.name(), runner);
+    }
+
+    /// Attach `store` to every runner (see [`Runner::bind`]).
+    pub fn bind(&self, store: &Arc<crate::store::Store>) {
+        self.runners.values().for_each(|r| r.bind(store));
     }
 
     /// The runner called `name`.

@@ -34,12 +34,20 @@
 //! line>`; death by a signal fails it naming the signal (`exit_code` is then `null` and
 //! `signal` holds the signal's name).
 //!
-//! # Cancel and timeout
+//! # Cancel, timeout and the lifetime of the command's processes
 //!
-//! The child runs in its own process group. When the execution is canceled or times out the
+//! The child leads its own process group. When the execution is canceled or times out the
 //! whole group gets `SIGTERM`, and `SIGKILL` once the command has exited or after a grace of
-//! two seconds, so background children (`sleep 1000 &`) do not outlive the action.
+//! two seconds, so background children (`sleep 1000 &`) do not outlive the action. When the
+//! command exits on its own, whatever it left in its group gets `SIGKILL` once its output
+//! is read (at most two seconds later).
+//!
+//! No process of the action outlives the engine either (see [`super::process`]): the
+//! command is started only once its pid, group and start time are durable in the store; it
+//! gets `SIGKILL` from the kernel when the engine dies; and a restarted engine kills what is
+//! left of every recorded group before it runs or abandons anything.
 
+use super::process::{Group, ProcessBook, SpawnError};
 use super::{ActionOutcome, RunContext, Runner};
 use crate::content::Action;
 use crate::model::Json;
@@ -49,7 +57,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
@@ -66,12 +74,20 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// The `shell` runner.
-pub struct ShellRunner;
+#[derive(Default)]
+pub struct ShellRunner {
+    /// Where started processes are recorded (the engine's store, once bound).
+    book: OnceLock<ProcessBook>,
+}
 
 #[async_trait]
 impl Runner for ShellRunner {
     fn name(&self) -> &'static str {
         "shell"
+    }
+
+    fn bind(&self, store: &Arc<crate::store::Store>) {
+        let _ = self.book.set(ProcessBook::new(store.clone()));
     }
 
     fn validate(&self, action: &Action) -> Vec<(String, String)> {
@@ -119,13 +135,10 @@ impl Runner for ShellRunner {
             Ok(c) => c,
             Err(msg) => return ActionOutcome::failed(msg, Json::Null),
         };
-        let mut child = match spawn(command, &ctx) {
-            Ok(c) => c,
+        let book = self.book.get().cloned().unwrap_or_default();
+        let (mut child, mut group) = match spawn(command, &ctx, &book).await {
+            Ok(started) => (started.child, started.group),
             Err(msg) => return ActionOutcome::failed(msg, Json::Null),
-        };
-        // The child was started with process_group(0): its pid is its process group id.
-        let mut group = GroupGuard {
-            pgid: child.id().map(|p| p as libc::pid_t),
         };
 
         if let Some(mut stdin) = child.stdin.take() {
@@ -156,13 +169,13 @@ impl Runner for ShellRunner {
         match status {
             Some(Ok(status)) => {
                 wait_readers(&mut readers, DRAIN_AFTER_EXIT).await;
-                group.disarm();
+                // Whatever the command left running in its group ends with the action.
+                group.end();
                 finished(status, &out, &err)
             }
             Some(Err(e)) => {
-                group.kill(libc::SIGKILL);
+                group.end();
                 wait_readers(&mut readers, DRAIN_AFTER_EXIT).await;
-                group.disarm();
                 ActionOutcome::failed(
                     format!("could not wait for the command: {e}"),
                     partial(None, &out, &err),
@@ -180,10 +193,10 @@ impl Runner for ShellRunner {
 /// output to close (at most [`KILL_GRACE`]), then SIGKILL to whatever is left.
 async fn terminate(
     child: &mut Child,
-    group: &mut GroupGuard,
+    group: &mut Group,
     readers: &mut Vec<JoinHandle<()>>,
 ) -> Option<ExitStatus> {
-    group.kill(libc::SIGTERM);
+    group.signal(libc::SIGTERM);
     let graceful = async {
         let status = child.wait().await.ok();
         wait_readers(readers, KILL_GRACE).await;
@@ -192,8 +205,7 @@ async fn terminate(
     let status = tokio::time::timeout(KILL_GRACE, graceful)
         .await
         .unwrap_or_default();
-    group.kill(libc::SIGKILL);
-    group.disarm();
+    group.end();
     let status = match status {
         Some(s) => Some(s),
         // SIGKILL cannot be ignored, so this returns at once.
@@ -204,33 +216,6 @@ async fn terminate(
     };
     wait_readers(readers, Duration::from_millis(200)).await;
     status
-}
-
-/// Sends a signal to the child's process group; SIGKILLs it if dropped while armed (the
-/// run future was dropped mid-way), so no child outlives an abandoned run.
-struct GroupGuard {
-    pgid: Option<libc::pid_t>,
-}
-
-impl GroupGuard {
-    fn kill(&self, signal: libc::c_int) {
-        if let Some(pgid) = self.pgid.filter(|p| *p > 1) {
-            // SAFETY: killpg has no memory-safety preconditions; ESRCH (group gone) is fine.
-            unsafe {
-                libc::killpg(pgid, signal);
-            }
-        }
-    }
-
-    fn disarm(&mut self) {
-        self.pgid = None;
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill(libc::SIGKILL);
-    }
 }
 
 /// Full path of the entry point script, checked to be a file.
@@ -314,30 +299,36 @@ fn configure(mut c: Command, ctx: &RunContext) -> Result<Command, String> {
     Ok(c)
 }
 
-fn spawn(mut command: Command, ctx: &RunContext) -> Result<Child, String> {
-    match command.spawn() {
-        Ok(child) => Ok(child),
+/// Start the command as a recorded process group (see [`super::process::spawn`]).
+async fn spawn(
+    command: Command,
+    ctx: &RunContext,
+    book: &ProcessBook,
+) -> Result<super::process::Started, String> {
+    let program = program_of(&command);
+    match super::process::spawn(command, &ctx.execution_id, book).await {
+        Ok(started) => Ok(started),
         // An executable script without a `#!` line: the kernel refuses it, a shell runs it.
-        Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
+        Err(SpawnError::Os(e)) if e.raw_os_error() == Some(libc::ENOEXEC) => {
             let command = configure(base_command(&ctx.action, true)?, ctx)?;
-            spawn_plain(command)
+            let program = program_of(&command);
+            super::process::spawn(command, &ctx.execution_id, book)
+                .await
+                .map_err(|e| describe_spawn_error(&program, &e))
         }
-        Err(e) => Err(describe_spawn_error(&command, &e)),
+        Err(e) => Err(describe_spawn_error(&program, &e)),
     }
 }
 
-fn spawn_plain(mut command: Command) -> Result<Child, String> {
+fn program_of(command: &Command) -> String {
     command
-        .spawn()
-        .map_err(|e| describe_spawn_error(&command, &e))
-}
-
-fn describe_spawn_error(command: &Command, e: &std::io::Error) -> String {
-    let program = command
         .as_std()
         .get_program()
         .to_string_lossy()
-        .into_owned();
+        .into_owned()
+}
+
+fn describe_spawn_error(program: &str, e: &SpawnError) -> String {
     format!("could not start {program}: {e}")
 }
 

@@ -44,7 +44,7 @@ fn harness(action: Arc<Action>, params: Json) -> Harness {
 
 async fn run(action: Arc<Action>, params: Json) -> (ActionOutcome, Vec<(String, String)>) {
     let mut h = harness(action, params);
-    let outcome = tokio::time::timeout(Duration::from_secs(30), ShellRunner.run(h.ctx))
+    let outcome = tokio::time::timeout(Duration::from_secs(30), ShellRunner::default().run(h.ctx))
         .await
         .expect("runner hung");
     let mut chunks = Vec::new();
@@ -169,7 +169,7 @@ async fn entry_point_scripts_run_with_or_without_exec_bit() {
 async fn missing_entry_point_fails_naming_the_path() {
     let d = tmp();
     let a = action(d.path(), json!({"entry_point": "gone.sh"}));
-    let problems = ShellRunner.validate(&a);
+    let problems = ShellRunner::default().validate(&a);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].0, "entry_point");
     assert!(problems[0].1.contains("gone.sh"), "{problems:?}");
@@ -186,7 +186,7 @@ async fn missing_entry_point_fails_naming_the_path() {
 fn validate_needs_exactly_one_of_cmd_and_entry_point() {
     let d = tmp();
     std::fs::write(d.path().join("s.sh"), "true\n").expect("write");
-    let v = |meta| ShellRunner.validate(&action(d.path(), meta));
+    let v = |meta| ShellRunner::default().validate(&action(d.path(), meta));
     let p = v(json!({}));
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].0, "cmd");
@@ -247,7 +247,7 @@ async fn cancel_kills_group(cmd: &str) {
     let a = action(d.path(), json!({"cmd": cmd}));
     let mut h = harness(a, json!({}));
     let cancel = h.ctx.cancel.clone();
-    let task = tokio::spawn(ShellRunner.run(h.ctx));
+    let task = tokio::spawn(async move { ShellRunner::default().run(h.ctx).await });
     // The command prints the grandchild's pid first.
     let pid: i32 = tokio::time::timeout(Duration::from_secs(20), h.rx.recv())
         .await
@@ -291,4 +291,76 @@ async fn cancel_kills_the_whole_process_group() {
 #[tokio::test]
 async fn cancel_escalates_to_sigkill_when_sigterm_is_ignored() {
     cancel_kills_group("trap '' TERM; sleep 1000 & echo $!; sleep 1000; sleep 1000").await;
+}
+
+/// Wait (bounded) until `pid` is dead; kill it and fail otherwise.
+async fn assert_dies(pid: i32, what: &str) {
+    for _ in 0..200 {
+        if process_dead(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SAFETY: clean up the stray process before failing.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    panic!("{what} {pid} survived");
+}
+
+#[tokio::test]
+async fn background_children_end_with_the_command() {
+    let d = tmp();
+    let a = action(
+        d.path(),
+        json!({"cmd": "sleep 1000 >/dev/null 2>&1 & echo $!"}),
+    );
+    let (o, _) = run(a, json!({})).await;
+    assert_eq!(o.status, Status::Succeeded, "{o:?}");
+    let pid: i32 = o.result["stdout"].as_str().unwrap().parse().expect("a pid");
+    assert_dies(pid, "background child").await;
+}
+
+#[tokio::test]
+async fn a_running_command_is_recorded_in_the_store_until_it_ends() {
+    let d = tmp();
+    let store = Arc::new(crate::store::Store::open(&d.path().join("data"), None).unwrap());
+    let runner = ShellRunner::default();
+    runner.bind(&store);
+    let a = action(
+        d.path(),
+        json!({"cmd": "echo $$; while [ ! -e go ]; do sleep 0.05; done"}),
+    );
+    let mut h = harness(a, json!({}));
+    let task = tokio::spawn(async move { runner.run(h.ctx).await });
+    let pid: i32 = tokio::time::timeout(Duration::from_secs(20), h.rx.recv())
+        .await
+        .expect("no output")
+        .expect("sink closed")
+        .1
+        .trim()
+        .parse()
+        .expect("a pid");
+    let records: Vec<_> = store
+        .recorded_processes()
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].execution, "01TESTEXEC");
+    assert_eq!(
+        (records[0].pid, records[0].pgid),
+        (pid, pid),
+        "sh leads its group"
+    );
+    assert_eq!(
+        Some(records[0].start_time),
+        crate::runners::process::proc_stat(pid).map(|s| s.start_time)
+    );
+    std::fs::write(d.path().join("go"), "").unwrap();
+    let o = tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("runner hung")
+        .expect("join");
+    assert_eq!(o.status, Status::Succeeded, "{o:?}");
+    assert!(store.recorded_processes().unwrap().is_empty());
 }

@@ -14,6 +14,7 @@
 //!   A workflow's record does not hold its children and its state does not hold its tasks:
 //!   both are separate entries, so each transition writes what changed, not everything so
 //!   far (a long chain costs the same per task as a short one).
+//!   `x:<id>\0<pid>` a process group started for execution `id` (see `processes.rs`).
 //!   Ids are ULIDs, so key order is creation order.
 //! - trees `triggers`, `enforcements`, `audit` (ULID keys), `sensors` (checkpoints).
 //! - tree `meta`: `schema_version`.
@@ -24,6 +25,7 @@
 mod audit;
 mod crypto;
 mod lock;
+mod processes;
 mod records;
 mod sync;
 mod workflows;
@@ -31,6 +33,7 @@ mod workflows;
 use crate::model::{ChildRef, Execution, Json, OutputChunk, Status};
 pub use audit::{audit_entry, FinishedExecution, FinishedHook};
 pub use crypto::Cipher;
+pub use processes::ProcessRecord;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -365,14 +368,17 @@ impl Store {
             let (k, v) = item?;
             let key = String::from_utf8_lossy(&k).to_string();
             let mut c: ChildRef = serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))?;
-            if let Some(rec) = self.exec.get(format!("e:{}", c.id))? {
-                #[derive(serde::Deserialize)]
-                struct StatusOnly {
-                    status: Status,
-                }
-                let s: StatusOnly = serde_json::from_slice(&rec).map_err(|e| corrupt(&key, e))?;
-                c.status = s.status;
+            // The entry is written just before the child's record: one without a record was
+            // left by a crash between the two (the child never ran), and is no child.
+            let Some(rec) = self.exec.get(format!("e:{}", c.id))? else {
+                continue;
+            };
+            #[derive(serde::Deserialize)]
+            struct StatusOnly {
+                status: Status,
             }
+            let s: StatusOnly = serde_json::from_slice(&rec).map_err(|e| corrupt(&key, e))?;
+            c.status = s.status;
             out.push(c);
         }
         Ok(out)
