@@ -50,9 +50,20 @@ impl Server {
         Server::start_on(sq, free_port())
     }
 
+    /// Start with extra environment variables (for `${env:}` references).
+    #[track_caller]
+    pub fn start_env(sq: &Squall, env: &[(&str, &str)]) -> Server {
+        Server::start_with(sq, free_port(), env)
+    }
+
     /// Start on a given port (to restart a killed server on the same address).
     #[track_caller]
     pub fn start_on(sq: &Squall, port: u16) -> Server {
+        Server::start_with(sq, port, &[])
+    }
+
+    #[track_caller]
+    fn start_with(sq: &Squall, port: u16, env: &[(&str, &str)]) -> Server {
         let addr = format!("127.0.0.1:{port}");
         let log = sq.root().join(format!(
             "serve-{}.log",
@@ -65,6 +76,7 @@ impl Server {
             .args(["serve", "--listen", &addr, "--grace", "5"])
             .env_remove("SQUALL_LOG")
             .env("NO_PROXY", "*")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("log"))
             .stderr(logf)
