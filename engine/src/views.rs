@@ -93,8 +93,10 @@ pub fn sensor_summary(c: &Content, s: &Sensor, trigger: Option<String>) -> Json 
     let spec = serde_json::to_value(&s.spec).unwrap_or(Json::Null);
     let spec = c.written.as_written(&s.file, spec);
     let trigger = trigger.map(Json::String).unwrap_or(Json::Null);
-    c.written.hide(&json!({"name": s.reference, "type": spec["type"], "trigger": trigger,
-                           "enabled": s.spec.enabled, "state": state}))
+    c.written.hide(
+        &json!({"name": s.reference, "type": spec["type"], "trigger": trigger,
+                           "enabled": s.spec.enabled, "state": state}),
+    )
 }
 
 /// The states of running sensor instances (`sensor list` through a server), their
@@ -190,15 +192,28 @@ mod tests {
             "${env:SQUALL_VIEWS_TEST_TOKEN}"
         );
         assert_eq!(a["metadata"]["parameters"]["k"]["default"], json!(pw));
-        assert!(a["metadata"]["description"].as_str().unwrap().starts_with("${file:"));
+        assert!(a["metadata"]["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("${file:"));
         let s = action_doc(&c, &c.action("t.s").unwrap());
-        assert_eq!(s["metadata"]["env"]["TOKEN"], "${env:SQUALL_VIEWS_TEST_TOKEN}");
+        assert_eq!(
+            s["metadata"]["env"]["TOKEN"],
+            "${env:SQUALL_VIEWS_TEST_TOKEN}"
+        );
         let wf = action_doc(&c, &c.action("site.wf").unwrap());
         assert_eq!(wf["metadata"]["parameters"]["p"]["default"], json!(pw));
         let r = rule_doc(&c, &c.rule("site.r").unwrap());
-        assert_eq!(r["rule"]["action"]["parameters"]["x"], "${env:SQUALL_VIEWS_TEST_TOKEN}");
+        assert_eq!(
+            r["rule"]["action"]["parameters"]["x"],
+            "${env:SQUALL_VIEWS_TEST_TOKEN}"
+        );
         // The test report shows the rendered parameters, masked.
-        let t = rule_test(&c, &c.rule("site.r").unwrap(), &json!({"body": {"token": "x"}}));
+        let t = rule_test(
+            &c,
+            &c.rule("site.r").unwrap(),
+            &json!({"body": {"token": "x"}}),
+        );
         assert_eq!(t["matched"], false, "{t:#}");
         let p = pack_summary(&c, &c.packs["t"]);
         assert_eq!(p["description"], json!(pw));

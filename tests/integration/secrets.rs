@@ -323,12 +323,15 @@ fn content_documents_show_references_never_their_values() {
     }
     let h = serde_json::from_str::<serde_json::Value>(&bodies[1].1).expect("json");
     assert_eq!(
-        h["metadata"]["http"]["headers"]["Authorization"],
-        "${env:SQUALL_IT_DOC_TOKEN}",
+        h["metadata"]["http"]["headers"]["Authorization"], "${env:SQUALL_IT_DOC_TOKEN}",
         "{h:#}"
     );
     let e = serde_json::from_str::<serde_json::Value>(&bodies[2].1).expect("json");
-    assert_eq!(e["metadata"]["env"]["TOKEN"], serde_json::json!(pw), "{e:#}");
+    assert_eq!(
+        e["metadata"]["env"]["TOKEN"],
+        serde_json::json!(pw),
+        "{e:#}"
+    );
 
     // Through the CLI, with and without the server.
     let server = format!("http://{}", srv.addr);
@@ -372,10 +375,15 @@ fn content_documents_show_references_never_their_values() {
 fn a_secret_equal_to_a_field_name_leaves_field_names_intact() {
     let sq = Squall::core_only();
     leak_pack(&sq);
-    sq.action("t", "echo", "name: echo\nrunner: shell\ncmd: 'echo plain'\n");
+    sq.action(
+        "t",
+        "echo",
+        "name: echo\nrunner: shell\ncmd: 'echo plain'\n",
+    );
     let srv = Server::start(&sq);
     for word in ["stdout", "exit_code", "status"] {
-        let body = format!("{{\"action\": \"t.leak\", \"parameters\": {{\"password\": \"{word}\"}}}}");
+        let body =
+            format!("{{\"action\": \"t.leak\", \"parameters\": {{\"password\": \"{word}\"}}}}");
         let r = srv.request("POST", "/api/v1/executions", Some(&body), None);
         assert_eq!(r.status, 201, "{}", r.body);
         let id = r.json()["id"].as_str().unwrap_or_default().to_string();
@@ -383,7 +391,12 @@ fn a_secret_equal_to_a_field_name_leaves_field_names_intact() {
             v["finished_at"].is_string()
         });
     }
-    let r = srv.request("POST", "/api/v1/executions", Some("{\"action\": \"t.echo\"}"), None);
+    let r = srv.request(
+        "POST",
+        "/api/v1/executions",
+        Some("{\"action\": \"t.echo\"}"),
+        None,
+    );
     let id = r.json()["id"].as_str().unwrap_or_default().to_string();
     let rec = srv.wait_json(&format!("/api/v1/executions/{id}"), None, 30, |v| {
         v["finished_at"].is_string()
@@ -394,7 +407,10 @@ fn a_secret_equal_to_a_field_name_leaves_field_names_intact() {
     assert!(!rec.to_string().contains("\"********\":"), "{rec:#}");
     let list = srv.request("GET", "/api/v1/executions", None, None).json();
     for e in list.as_array().into_iter().flatten() {
-        assert!(e.get("status").is_some(), "a record lost its `status` key: {e}");
+        assert!(
+            e.get("status").is_some(),
+            "a record lost its `status` key: {e}"
+        );
     }
 }
 
@@ -435,9 +451,16 @@ fn a_secret_across_the_output_split_is_stored_and_streamed_masked() {
         .collect();
     assert_eq!(
         data,
-        format!("{}********{}\n", "x".repeat(64 * 1024 - 10), "y".repeat(100_000))
+        format!(
+            "{}********{}\n",
+            "x".repeat(64 * 1024 - 10),
+            "y".repeat(100_000)
+        )
     );
-    assert!(chunks.as_array().map_or(0, Vec::len) >= 2, "the line came in pieces");
+    assert!(
+        chunks.as_array().map_or(0, Vec::len) >= 2,
+        "the line came in pieces"
+    );
     for half in [&secret[..10], &secret[10..]] {
         for o in [&live, &out, &tail] {
             assert!(

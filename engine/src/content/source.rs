@@ -318,7 +318,10 @@ mod tests {
             .iter()
             .map(|r| (r.path.as_slice(), r.written.as_str()))
             .collect();
-        assert_eq!(written[0], (&[Step::Key("a".into())][..], "${env:SQUALL_TEST_REF_VALUE}"));
+        assert_eq!(
+            written[0],
+            (&[Step::Key("a".into())][..], "${env:SQUALL_TEST_REF_VALUE}")
+        );
         assert_eq!(written.len(), 2, "the unset one resolved to nothing");
     }
 

@@ -63,8 +63,11 @@ impl Written {
         if refs.is_empty() {
             return;
         }
-        self.values
-            .extend(refs.iter().map(|r| r.resolved.clone()).filter(|v| !v.is_empty()));
+        self.values.extend(
+            refs.iter()
+                .map(|r| r.resolved.clone())
+                .filter(|v| !v.is_empty()),
+        );
         self.by_file.insert(file.to_path_buf(), refs.into());
     }
 
@@ -143,7 +146,8 @@ mod tests {
                 ),
             ],
         );
-        let doc = json!({"env": {"PW": "written-test-value-1"}, "list": ["ab", "ab"], "other": "ab"});
+        let doc =
+            json!({"env": {"PW": "written-test-value-1"}, "list": ["ab", "ab"], "other": "ab"});
         assert_eq!(
             w.as_written(Path::new("a.yaml"), doc.clone()),
             json!({"env": {"PW": "${env:PW}"}, "list": ["********", "${file:/x}"], "other": "********"})

@@ -404,20 +404,10 @@ impl Engine {
         if let Err(e) = self.store.put_output(id, *seq, &chunk) {
             tracing::warn!(execution = %id, error = %e, "cannot store output chunk");
         }
-        if let Some(tap) = self
-            .tap
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
+        if let Some(tap) = self.tap.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             let _ = tap.send((id.to_string(), chunk.clone()));
         }
-        if let Some(tx) = self
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-        {
+        if let Some(tx) = self.live.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
             let _ = tx.send((*seq, chunk));
         }
         *seq += 1;

@@ -54,6 +54,11 @@ impl Matcher {
         }
     }
 
+    /// Heap bytes used by the automaton.
+    pub fn memory(&self) -> usize {
+        self.ac.as_ref().map_or(0, AhoCorasick::memory_usage)
+    }
+
     /// True when there is nothing to mask.
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
@@ -167,7 +172,13 @@ mod tests {
         let fast = mk(&["abcd", "abcdef", "cdefgh", "zzzz"]);
         let mut slow = mk(&["abcd", "abcdef", "cdefgh", "zzzz"]);
         slow.ac = None;
-        for text in ["x abcdefgh y", "abcd cdefgh", "zzzzzz abc", "cdefghabcd", ""] {
+        for text in [
+            "x abcdefgh y",
+            "abcd cdefgh",
+            "zzzzzz abc",
+            "cdefghabcd",
+            "",
+        ] {
             assert_eq!(fast.find(text), slow.find(text), "{text}");
         }
     }
@@ -176,7 +187,11 @@ mod tests {
     fn an_unfinished_tail_is_the_start_of_a_longer_secret() {
         let m = mk(&["secret-one", "sec"]);
         assert_eq!(m.unfinished_tail("line with secr", 0), 10);
-        assert_eq!(m.unfinished_tail("line with sec", 0), 10, "sec could grow into secret-one");
+        assert_eq!(
+            m.unfinished_tail("line with sec", 0),
+            10,
+            "sec could grow into secret-one"
+        );
         assert_eq!(m.unfinished_tail("line ends here\n", 0), 15);
         assert_eq!(m.unfinished_tail("whole secret-one", 0), 16);
         assert_eq!(m.unfinished_tail("only after s", 12), 12);

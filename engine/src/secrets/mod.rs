@@ -13,6 +13,8 @@
 //! Masking uses one Aho-Corasick automaton over the whole set, rebuilt only when the set
 //! changes.
 
+#[cfg(test)]
+mod bench_tests;
 mod matcher;
 pub mod registry;
 mod stream;
@@ -272,7 +274,10 @@ mod tests {
             mask_json(&v),
             json!({"field-name-7f3a": "x ********", "n": {"field-name-7f3a": ["********"]}})
         );
-        assert_eq!(found_in(&json!({"field-name-7f3a": 1})), Vec::<String>::new());
+        assert_eq!(
+            found_in(&json!({"field-name-7f3a": 1})),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

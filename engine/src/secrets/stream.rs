@@ -63,7 +63,12 @@ impl StreamMasker {
 
     /// The held-back tail, masked: the stream has ended.
     pub fn finish(&mut self) -> String {
-        super::mask_str(&std::mem::take(&mut self.held))
+        self.finish_with(&super::global().matcher())
+    }
+
+    /// [`StreamMasker::finish`] against a given matcher.
+    pub(crate) fn finish_with(&mut self, m: &Matcher) -> String {
+        m.mask(&std::mem::take(&mut self.held))
     }
 
     /// Bytes held back now.
@@ -85,7 +90,7 @@ mod tests {
     fn run(m: &Matcher, chunks: &[&str]) -> (Vec<String>, String) {
         let mut s = StreamMasker::new();
         let out: Vec<String> = chunks.iter().map(|c| s.push_with(m, c)).collect();
-        let tail = m.mask(&std::mem::take(&mut s.held));
+        let tail = s.finish_with(m);
         (out, tail)
     }
 
