@@ -52,15 +52,27 @@ impl Server {
         Server::start_on(sq, free_port())
     }
 
+    /// Start with extra environment variables (for `${env:}` references).
+    #[track_caller]
+    pub fn start_env(sq: &Squall, env: &[(&str, &str)]) -> Server {
+        Server::start_with(sq, free_port(), &[], env)
+    }
+
     /// Start on a given port (to restart a killed server on the same address).
     #[track_caller]
     pub fn start_on(sq: &Squall, port: u16) -> Server {
-        Server::start_wrapped(sq, port, &[])
+        Server::start_with(sq, port, &[], &[])
     }
 
     /// Start `squall serve` as the last argument of `wrapper` (e.g. `strace -f -o FILE`).
     #[track_caller]
     pub fn start_wrapped(sq: &Squall, port: u16, wrapper: &[&str]) -> Server {
+        Server::start_with(sq, port, wrapper, &[])
+    }
+
+    /// Start under `wrapper` (none when empty) with extra environment variables `env`.
+    #[track_caller]
+    fn start_with(sq: &Squall, port: u16, wrapper: &[&str], env: &[(&str, &str)]) -> Server {
         let addr = format!("127.0.0.1:{port}");
         let log = sq.root().join(format!(
             "serve-{}.log",
@@ -81,6 +93,7 @@ impl Server {
             .args(["serve", "--listen", &addr, "--grace", "5"])
             .env_remove("SQUALL_LOG")
             .env("NO_PROXY", "*")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("log"))
             .stderr(logf)

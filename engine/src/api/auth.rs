@@ -72,7 +72,7 @@ impl Tokens {
                     t.name
                 ));
             }
-            crate::secrets::register(&t.token);
+            crate::secrets::keep(&t.token);
         }
         Ok(Tokens { entries: w.tokens })
     }

@@ -27,7 +27,7 @@ fn parse_body(body: &Bytes) -> Res<Json> {
 }
 
 pub async fn status(State(s): State<AppState>) -> J<Json> {
-    J(s.status())
+    J(views::sensor_states(&s.engine.content(), &s.status()))
 }
 
 pub async fn metrics(State(s): State<AppState>) -> Response {
@@ -53,7 +53,7 @@ pub async fn list_actions(State(s): State<AppState>, Query(q): Query<ActionQuery
 pub async fn get_action(State(s): State<AppState>, Path(reference): Path<String>) -> Res<J<Json>> {
     let c = s.engine.content();
     let a = c.action(&reference).map_err(ApiError::not_found)?;
-    Ok(J(views::action_doc(&a)))
+    Ok(J(views::action_doc(&c, &a)))
 }
 
 #[derive(Deserialize)]
@@ -220,7 +220,7 @@ pub async fn list_rules(State(s): State<AppState>) -> J<Json> {
 pub async fn get_rule(State(s): State<AppState>, Path(reference): Path<String>) -> Res<J<Json>> {
     let c = s.engine.content();
     let r = c.rule(&reference).map_err(ApiError::not_found)?;
-    Ok(J(views::rule_doc(&r)))
+    Ok(J(views::rule_doc(&c, &r)))
 }
 
 pub async fn test_rule(
@@ -231,8 +231,7 @@ pub async fn test_rule(
     let c = s.engine.content();
     let r = c.rule(&reference).map_err(ApiError::not_found)?;
     let payload = parse_body(&body)?;
-    let report = r.test(&payload, &views::test_event(&r.spec.trigger));
-    Ok(J(serde_json::to_value(report).map_err(ApiError::internal)?))
+    Ok(J(views::rule_test(&c, &r, &payload)))
 }
 
 #[derive(Deserialize)]
@@ -415,7 +414,8 @@ fn refused_signature(r: crate::sensors::webhook::Refusal) -> ApiError {
 }
 
 pub async fn list_sensors(State(s): State<AppState>) -> J<Json> {
-    J(serde_json::to_value(s.sensors.states()).unwrap_or(Json::Null))
+    let states = serde_json::to_value(s.sensors.states()).unwrap_or(Json::Null);
+    J(views::sensor_states(&s.engine.content(), &states))
 }
 
 pub async fn reload(

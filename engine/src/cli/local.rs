@@ -210,7 +210,7 @@ fn action(cli: &Cli, cmd: &ActionCmd) -> CmdResult {
         }
         ActionCmd::Get { reference } => {
             let a = content.action(reference).map_err(Failure::Failed)?;
-            output::action(cli.output, &crate::views::action_doc(&a));
+            output::action(cli.output, &crate::views::action_doc(&content, &a));
         }
     }
     Ok(0)
@@ -321,14 +321,13 @@ fn rule(cli: &Cli, cmd: &RuleCmd) -> CmdResult {
         }
         RuleCmd::Get { reference } => {
             let r = content.rule(reference).map_err(Failure::Failed)?;
-            output::rule(cli.output, &crate::views::rule_doc(&r));
+            output::rule(cli.output, &crate::views::rule_doc(&content, &r));
             Ok(0)
         }
         RuleCmd::Test { reference, trigger } => {
             let r = content.rule(reference).map_err(Failure::Usage)?;
             let payload = read_payload(trigger)?;
-            let report = r.test(&payload, &crate::views::test_event(&r.spec.trigger));
-            let report = serde_json::to_value(report)?;
+            let report = crate::views::rule_test(&content, &r, &payload);
             let ok = output::rule_test(cli.output, &r.reference, &r.spec.action.action, &report);
             Ok(if ok { 0 } else { 1 })
         }
@@ -384,15 +383,7 @@ fn sensors(cli: &Cli) -> CmdResult {
     let list: Vec<Json> = content
         .sensors
         .values()
-        .map(|s| {
-            let state = if s.spec.enabled {
-                "not running (no server)"
-            } else {
-                "disabled"
-            };
-            json!({"name": s.reference, "type": s.spec.kind, "trigger": registry.trigger_of(&s.spec),
-                   "enabled": s.spec.enabled, "state": state})
-        })
+        .map(|s| crate::views::sensor_summary(&content, s, registry.trigger_of(&s.spec)))
         .collect();
     output::sensors(cli.output, &Json::Array(list));
     Ok(0)

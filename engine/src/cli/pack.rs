@@ -26,13 +26,7 @@ fn list(cli: &Cli) -> ExitCode {
     let list: Vec<serde_json::Value> = c
         .packs
         .values()
-        .map(|p| {
-            let actions = c.actions.values().filter(|a| a.pack == p.meta.name).count();
-            let rules = c.rules.values().filter(|r| r.pack == p.meta.name).count();
-            let sensors = c.sensors.values().filter(|s| s.pack == p.meta.name).count();
-            json!({"name": p.meta.name, "version": p.meta.version, "description": p.meta.description,
-                   "actions": actions, "rules": rules, "sensors": sensors})
-        })
+        .map(|p| crate::views::pack_summary(&c, p))
         .collect();
     if structured(cli.output, &list).is_none() {
         let rows: Vec<Vec<String>> = list

@@ -24,6 +24,8 @@ pub fn load_with(root: &Path, runners: &Registry) -> Result<Content, Diagnostics
         pending_workflows: Vec::new(),
         broken_workflows: Vec::new(),
         sources: BTreeMap::new(),
+        written: Written::default(),
+        config_secrets: Vec::new(),
     };
     l.settings();
     l.packs();
@@ -38,6 +40,8 @@ pub fn load_with(root: &Path, runners: &Registry) -> Result<Content, Diagnostics
         return Err(Diagnostics(l.diags));
     }
     let rules: BTreeMap<String, Arc<Rule>> = l.rules;
+    let pinned = l.written.values().cloned().chain(l.config_secrets);
+    let secrets = crate::secrets::Pins::new(pinned);
     Ok(Content {
         root: l.root,
         settings: l.settings,
@@ -46,6 +50,8 @@ pub fn load_with(root: &Path, runners: &Registry) -> Result<Content, Diagnostics
         rule_index: RuleIndex::new(rules.values()),
         rules,
         sensors: l.sensors,
+        written: l.written,
+        secrets,
     })
 }
 
@@ -64,6 +70,10 @@ pub(crate) struct Loader {
     pub(crate) broken_workflows: Vec<(SourceFile, WorkflowSpec)>,
     /// Source of every action (workflows included), for positions in cross-checks.
     pub(crate) sources: BTreeMap<String, SourceFile>,
+    /// The references of every file read.
+    written: Written,
+    /// Secret values of pack configuration.
+    config_secrets: Vec<String>,
 }
 
 /// What the loader needs to know of every object file: its name and declared pack.
@@ -125,7 +135,10 @@ impl Loader {
             .and_then(|text| SourceFile::parse(&shown, &text, &mut diags));
         self.diags.extend(diags);
         match res {
-            Ok(sf) => Some(sf),
+            Ok(sf) => {
+                self.written.add(&sf.path, &sf.refs);
+                Some(sf)
+            }
             Err(d) => {
                 self.diags.push(d);
                 None
@@ -442,6 +455,9 @@ impl Loader {
             }
             match crate::params::validate(&schema, &value) {
                 Ok(cfg) => {
+                    // `secret: true` keys were registered by `validate`; keep them
+                    // known while this content is loaded.
+                    self.config_secrets.extend(crate::secrets::found_in(&cfg));
                     if let Some(p) = self.packs.get_mut(&name) {
                         p.config = cfg;
                     }

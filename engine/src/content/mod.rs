@@ -10,6 +10,7 @@ mod loader;
 mod settings;
 mod source;
 mod validate;
+mod written;
 mod yamlpos;
 
 pub use action::Action;
@@ -17,6 +18,7 @@ pub(crate) use loader::Loader;
 pub use loader::{load, load_with};
 pub use settings::{AuthSettings, ClusterSettings, LogSettings, Settings};
 pub use source::{expand_home, Diagnostic, Diagnostics, SourceFile};
+pub use written::{Reference, Step, Written};
 pub use yamlpos::{Pos, PosMap};
 
 use crate::model::{Json, PackMeta, SensorSpec};
@@ -71,6 +73,11 @@ pub struct Content {
     pub rule_index: RuleIndex,
     /// Sensor instances by reference.
     pub sensors: BTreeMap<String, Arc<Sensor>>,
+    /// The `${env:}`/`${file:}` references of every file, to show objects as written.
+    pub written: Written,
+    /// The resolved values and secret configuration values, pinned as secrets while
+    /// this content is loaded.
+    pub secrets: crate::secrets::Pins,
 }
 
 impl Content {
@@ -105,6 +112,14 @@ impl Content {
                 .filter_map(|s| registry.trigger_of(&s.spec)),
         );
         out
+    }
+
+    /// The path of `file` as objects name it (`Action::file`...): relative to the root
+    /// when under it.
+    pub fn shown_path(&self, file: &Path) -> PathBuf {
+        file.strip_prefix(&self.root)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| file.to_path_buf())
     }
 
     /// Configuration of `pack` (`{}` when it has none).

@@ -1,6 +1,7 @@
 //! Reading one YAML content file: syntax, `${env:}`/`${file:}` references, typed
 //! deserialisation, and diagnostics that point at `path:line:col`.
 
+use super::written::{Reference, Step};
 use super::yamlpos::{Pos, PosMap};
 use crate::model::Json;
 use serde::de::DeserializeOwned;
@@ -36,6 +37,9 @@ impl Diagnostic {
         } else {
             message
         };
+        // A message may quote a value that a reference resolved to (a config value of the
+        // wrong type): never print it.
+        let message = crate::secrets::mask_str(&message);
         Diagnostic {
             file: file.to_path_buf(),
             line: pos.line,
@@ -82,6 +86,8 @@ pub struct SourceFile {
     pub pos: PosMap,
     /// The document as JSON, `${env:}`/`${file:}` resolved.
     pub json: Json,
+    /// The references resolved in it, to show them as written.
+    pub refs: Vec<Reference>,
 }
 
 impl SourceFile {
@@ -127,7 +133,8 @@ impl SourceFile {
             ));
         }
         let mut problems = Vec::new();
-        resolve_refs(&mut json, "", &mut problems);
+        let mut refs = Vec::new();
+        resolve_refs(&mut json, "", &mut Vec::new(), &mut refs, &mut problems);
         for (field, msg) in problems {
             diags.push(Diagnostic::at(path, pos.find(&field), msg));
         }
@@ -135,6 +142,7 @@ impl SourceFile {
             path: path.to_path_buf(),
             pos,
             json,
+            refs,
         })
     }
 
@@ -177,23 +185,34 @@ fn strip_location(msg: &str) -> String {
 }
 
 /// Replace `${env:NAME}` and `${file:PATH}` string values by what they name; the resolved
-/// values are registered as secrets.
-fn resolve_refs(value: &mut Json, path: &str, problems: &mut Vec<(String, String)>) {
+/// values are registered as secrets and each reference is remembered in `refs`.
+fn resolve_refs(
+    value: &mut Json,
+    path: &str,
+    steps: &mut Vec<Step>,
+    refs: &mut Vec<Reference>,
+    problems: &mut Vec<(String, String)>,
+) {
     match value {
         Json::String(s) => {
             if let Some(resolved) = resolve_one(s, path, problems) {
                 crate::secrets::register(&resolved);
+                refs.push(Reference::new(steps.clone(), s, &resolved));
                 *s = resolved;
             }
         }
         Json::Array(items) => {
             for (i, v) in items.iter_mut().enumerate() {
-                resolve_refs(v, &join(path, &i.to_string()), problems);
+                steps.push(Step::Index(i));
+                resolve_refs(v, &join(path, &i.to_string()), steps, refs, problems);
+                steps.pop();
             }
         }
         Json::Object(map) => {
             for (k, v) in map.iter_mut() {
-                resolve_refs(v, &join(path, k), problems);
+                steps.push(Step::Key(k.clone()));
+                resolve_refs(v, &join(path, k), steps, refs, problems);
+                steps.pop();
             }
         }
         _ => {}
@@ -294,6 +313,16 @@ mod tests {
         assert_eq!((d[0].line, d[0].col), (3, 4));
         assert!(d[0].message.contains("SQUALL_TEST_MISSING_VAR"));
         assert_eq!(crate::secrets::mask_str("x s3cr3t-from-env"), "x ********");
+        let written: Vec<(&[Step], &str)> = sf
+            .refs
+            .iter()
+            .map(|r| (r.path.as_slice(), r.written.as_str()))
+            .collect();
+        assert_eq!(
+            written[0],
+            (&[Step::Key("a".into())][..], "${env:SQUALL_TEST_REF_VALUE}")
+        );
+        assert_eq!(written.len(), 2, "the unset one resolved to nothing");
     }
 
     #[test]

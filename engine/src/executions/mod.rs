@@ -77,6 +77,29 @@ pub struct Prepared {
     pub action: Arc<Action>,
 }
 
+/// The engine's output sink of one execution: chunk numbering and, per stream, the text
+/// held back because it could be the start of a secret.
+#[derive(Default)]
+struct SinkState {
+    seq: u64,
+    maskers: Vec<(String, crate::secrets::StreamMasker)>,
+    ended: bool,
+}
+
+impl SinkState {
+    fn masker(&mut self, stream: &str) -> &mut crate::secrets::StreamMasker {
+        let i = match self.maskers.iter().position(|(s, _)| s == stream) {
+            Some(i) => i,
+            None => {
+                self.maskers
+                    .push((stream.to_string(), crate::secrets::StreamMasker::new()));
+                self.maskers.len() - 1
+            }
+        };
+        &mut self.maskers[i].1
+    }
+}
+
 /// Live output of running executions, for `execution tail`.
 pub type OutputEvent = (u64, OutputChunk);
 
@@ -255,14 +278,19 @@ impl Engine {
             .filter(|t| *t > 0.0)
             .map(Duration::from_secs_f64);
         let fallback = execution.clone();
+        // Secrets registered from now until the end stay known while this runs.
+        let _secrets = crate::secrets::hold(&parameters);
+        crate::params::register_secrets(&action.meta.parameters, &parameters);
+        let sink = self.output_sink(&id);
         let run = self.dispatch(
             execution,
             parameters,
             action.clone(),
             cancel.clone(),
-            self.output_sink(&id),
+            sink.clone(),
         );
         let (mut execution, outcome) = supervise(run, deadline, &cancel, fallback).await;
+        sink.end();
         self.cancels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -326,43 +354,61 @@ impl Engine {
     }
 
     /// A sink that stores each output chunk (masked) as it comes, in order, and passes it
-    /// to live subscribers.
+    /// to live subscribers. The tail of a chunk that could be the start of a secret is
+    /// held back (per stream) until the next chunk or [`OutputSink::end`].
     fn output_sink(self: &Arc<Self>, id: &str) -> OutputSink {
-        let engine = Arc::downgrade(self);
-        let id = id.to_string();
-        let seq = Mutex::new(0u64);
-        OutputSink::to(move |stream, data| {
+        let state = Arc::new(Mutex::new(SinkState::default()));
+        let (engine, id2, state2) = (Arc::downgrade(self), id.to_string(), state.clone());
+        let end = move || {
             let Some(engine) = engine.upgrade() else {
                 return;
             };
             // Held while storing and publishing: chunks keep their order everywhere.
-            let mut seq = seq.lock().unwrap_or_else(|e| e.into_inner());
-            let chunk = OutputChunk {
-                stream: stream.to_string(),
-                data: crate::secrets::mask_str(&data),
-                at: now_rfc3339(),
-            };
-            if let Err(e) = engine.store.put_output(&id, *seq, &chunk) {
-                tracing::warn!(execution = %id, error = %e, "cannot store output chunk");
+            let mut st = state2.lock().unwrap_or_else(|e| e.into_inner());
+            st.ended = true;
+            for (stream, mut masker) in std::mem::take(&mut st.maskers) {
+                let text = masker.finish();
+                engine.deliver(&id2, &mut st.seq, &stream, text);
             }
-            if let Some(tap) = engine
-                .tap
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-            {
-                let _ = tap.send((id.clone(), chunk.clone()));
-            }
-            if let Some(tx) = engine
-                .live
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&id)
-            {
-                let _ = tx.send((*seq, chunk));
-            }
-            *seq += 1;
-        })
+        };
+        let (engine, id) = (Arc::downgrade(self), id.to_string());
+        OutputSink::with_end(
+            move |stream, data| {
+                let Some(engine) = engine.upgrade() else {
+                    return;
+                };
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                let text = if st.ended {
+                    crate::secrets::mask_str(&data)
+                } else {
+                    st.masker(stream).push(&data)
+                };
+                engine.deliver(&id, &mut st.seq, stream, text);
+            },
+            end,
+        )
+    }
+
+    /// Store and publish one masked chunk (nothing when it is empty).
+    fn deliver(&self, id: &str, seq: &mut u64, stream: &str, data: String) {
+        if data.is_empty() {
+            return;
+        }
+        let chunk = OutputChunk {
+            stream: stream.to_string(),
+            data,
+            at: now_rfc3339(),
+        };
+        if let Err(e) = self.store.put_output(id, *seq, &chunk) {
+            tracing::warn!(execution = %id, error = %e, "cannot store output chunk");
+        }
+        if let Some(tap) = self.tap.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = tap.send((id.to_string(), chunk.clone()));
+        }
+        if let Some(tx) = self.live.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            let _ = tx.send((*seq, chunk));
+        }
+        *seq += 1;
     }
 
     /// Receive every output chunk of every execution as `(execution id, chunk)` (the CLI

@@ -129,9 +129,11 @@ impl ActionOutcome {
 #[derive(Clone)]
 pub struct OutputSink {
     to: Option<Arc<EmitFn>>,
+    end: Option<Arc<EndFn>>,
 }
 
 type EmitFn = dyn Fn(&str, String) + Send + Sync;
+type EndFn = dyn Fn() + Send + Sync;
 
 impl OutputSink {
     /// A sink that sends every chunk to `tx`.
@@ -145,18 +147,43 @@ impl OutputSink {
     pub fn to(f: impl Fn(&str, String) + Send + Sync + 'static) -> Self {
         OutputSink {
             to: Some(Arc::new(f)),
+            end: None,
+        }
+    }
+
+    /// A sink that calls `f` with every chunk and `end` when the execution is over (the
+    /// engine's sink holds back the tail of a chunk that could be the start of a secret,
+    /// and lets it out at the end).
+    pub fn with_end(
+        f: impl Fn(&str, String) + Send + Sync + 'static,
+        end: impl Fn() + Send + Sync + 'static,
+    ) -> Self {
+        OutputSink {
+            to: Some(Arc::new(f)),
+            end: Some(Arc::new(end)),
         }
     }
 
     /// A sink that drops everything (tests, validation).
     pub fn discard() -> Self {
-        OutputSink { to: None }
+        OutputSink {
+            to: None,
+            end: None,
+        }
     }
 
     /// Emit one chunk.
     pub fn emit(&self, stream: &str, data: impl Into<String>) {
         if let Some(f) = &self.to {
             f(stream, data.into());
+        }
+    }
+
+    /// The execution is over (finished, failed, canceled or timed out): deliver what is
+    /// held back. Chunks emitted after this are delivered at once.
+    pub fn end(&self) {
+        if let Some(f) = &self.end {
+            f();
         }
     }
 }
