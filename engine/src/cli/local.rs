@@ -242,6 +242,7 @@ async fn execution(cli: &Cli, cmd: &ExecutionCmd) -> CmdResult {
                 limit: *limit,
             })?;
             output::executions(cli.output, &list);
+            warn_skipped(&list.skipped);
         }
         ExecutionCmd::Get { id } => {
             let e = engine.get(id)?;
@@ -357,10 +358,18 @@ fn trigger(cli: &Cli, cmd: &TriggerCmd) -> CmdResult {
             let content = load(cli)?;
             let engine = engine(cli, content)?;
             let list = engine.store().list_triggers(trigger.as_deref(), *limit)?;
-            let list = crate::secrets::mask_json(&serde_json::to_value(list)?);
-            output::trigger_instances(cli.output, &list);
+            let doc = crate::secrets::mask_json(&serde_json::to_value(&list.items)?);
+            output::trigger_instances(cli.output, &doc);
+            warn_skipped(&list.skipped);
             Ok(0)
         }
+    }
+}
+
+/// Tell on stderr which stored records a listing left out (they cannot be read).
+fn warn_skipped(skipped: &[String]) {
+    if let Some(w) = crate::store::skipped_warning(skipped) {
+        eprintln!("warning: {w}");
     }
 }
 

@@ -24,6 +24,9 @@ pub struct Recovery {
     pub abandoned: Vec<String>,
     /// Queued executions queued again.
     pub requeued: Vec<String>,
+    /// Keys of records that could not be read (logged and left as they are; see
+    /// `squall store check`).
+    pub unreadable: Vec<String>,
 }
 
 impl Engine {
@@ -146,7 +149,9 @@ impl Engine {
     pub async fn recover(self: &Arc<Self>) -> Result<Recovery, EngineError> {
         let mut report = Recovery::default();
         let content = self.content();
-        for mut e in self.store.unfinished()? {
+        let unfinished = self.store.unfinished()?;
+        report.unreadable.clone_from(&unfinished.skipped);
+        for mut e in unfinished {
             if e.parent.is_some() {
                 continue;
             }

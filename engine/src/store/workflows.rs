@@ -112,6 +112,6 @@ impl Store {
             Some(b'J') => v[1..].to_vec(),
             _ => return Err(corrupt(key, "unknown state encoding")),
         };
-        serde_json::from_slice(&plain).map_err(|e| corrupt(key, e))
+        super::reading::decode(key, &plain)
     }
 }
