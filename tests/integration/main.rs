@@ -8,6 +8,7 @@ mod servers;
 
 mod aws_rds;
 mod aws_sensor;
+mod badinput;
 mod bench;
 mod consul_kv;
 mod crash;

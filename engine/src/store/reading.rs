@@ -30,17 +30,39 @@ pub(crate) fn decode<T: DeserializeOwned + Send>(key: &str, bytes: &[u8]) -> Res
                 std::thread::Builder::new()
                     .stack_size(16 * 1024 * 1024)
                     .spawn_scoped(s, || {
-                        let v = parse_deep(bytes).map_err(|e| e.to_string())?;
+                        let mut v = parse_deep(bytes)?;
+                        clip(&mut v, 1);
                         serde_json::from_value::<T>(v).map_err(|e| e.to_string())
                     })
                     .map(|h| h.join())
             });
             match decoded {
-                Ok(Ok(Ok(v))) => Ok(v),
+                Ok(Ok(Ok(v))) => {
+                    tracing::warn!(key = %key, depth, "a stored record nests deeper than this version accepts (an older version wrote it): its parts deeper than {} levels are read as JSON text", crate::limits::MAX_STORED_DEPTH);
+                    Ok(v)
+                }
                 Ok(Ok(Err(e))) => Err(super::corrupt(key, e)),
                 _ => Err(super::corrupt(key, first)),
             }
         }
+    }
+}
+
+/// Replace every array or object deeper than [`crate::limits::MAX_STORED_DEPTH`] by a
+/// string of its JSON text, so that what is read can be served to any JSON reader.
+/// `depth` is that of `v`; recursion is bounded by [`READ_DEPTH`].
+fn clip(v: &mut Json, depth: usize) {
+    if !(v.is_array() || v.is_object()) {
+        return;
+    }
+    if depth > crate::limits::MAX_STORED_DEPTH {
+        *v = Json::String(serde_json::to_string(v).unwrap_or_default());
+        return;
+    }
+    match v {
+        Json::Array(items) => items.iter_mut().for_each(|i| clip(i, depth + 1)),
+        Json::Object(map) => map.values_mut().for_each(|i| clip(i, depth + 1)),
+        _ => {}
     }
 }
 
