@@ -270,3 +270,56 @@ fn an_unreadable_record_is_skipped_by_listings_and_start_up_and_named() {
     );
     assert_eq!(s.terminate(), Some(0));
 }
+
+#[test]
+fn content_files_duplicate_keys_bom_nesting_and_size() {
+    let sq = Squall::core_only();
+    // A byte-order mark at the start is fine.
+    sq.write(
+        "rules/bom.yaml",
+        "\u{feff}name: bom\ntrigger: core.webhook\naction:\n  ref: core.noop\n",
+    );
+    sq.run(&["validate"]).ok();
+
+    // A key written twice: both places are named.
+    sq.write(
+        "rules/twice.yaml",
+        "name: twice\ntrigger: core.webhook\naction:\n  ref: core.noop\n  ref: core.echo\n",
+    );
+    let out = sq.run(&["validate"]);
+    out.no_panic().stdout_has(
+        "rules/twice.yaml:5:3: duplicate key `ref`: it is also at rules/twice.yaml:4:3",
+    );
+    assert_eq!(out.code, 1, "{}", out.describe());
+    std::fs::remove_file(sq.path("rules/twice.yaml")).unwrap();
+
+    // A 200 KB rule nested 100,000 levels deep is refused at once, with its position.
+    let n = 100_000;
+    sq.write(
+        "rules/deep.yaml",
+        &format!(
+            "name: deep\ntrigger: core.webhook\naction:\n  ref: core.noop\n  parameters:\n    x: {}1{}\n",
+            "[".repeat(n),
+            "]".repeat(n)
+        ),
+    );
+    let out = sq.run(&["validate"]);
+    out.no_panic()
+        .stdout_has("rules/deep.yaml:6:72: collections nest more than 64 levels deep");
+    assert_eq!(out.code, 1, "{}", out.describe());
+    std::fs::remove_file(sq.path("rules/deep.yaml")).unwrap();
+
+    // A file over 1 MiB.
+    sq.write(
+        "rules/big.yaml",
+        &format!(
+            "name: big\ntrigger: core.webhook\naction:\n  ref: core.noop\n# {}\n",
+            "x".repeat(1024 * 1024)
+        ),
+    );
+    let out = sq.run(&["validate"]);
+    out.no_panic()
+        .stdout_has("rules/big.yaml:1:1: the file is")
+        .stdout_has("more than the limit of 1048576 bytes");
+    assert_eq!(out.code, 1, "{}", out.describe());
+}

@@ -6,6 +6,7 @@
 //! replaces content that works.
 
 mod action;
+pub mod guard;
 mod loader;
 mod settings;
 mod source;
@@ -17,7 +18,7 @@ pub(crate) use loader::Loader;
 pub use loader::{load, load_with};
 pub use settings::{AuthSettings, ClusterSettings, LogSettings, Settings};
 pub use source::{expand_home, Diagnostic, Diagnostics, SourceFile};
-pub use yamlpos::{Pos, PosMap};
+pub use yamlpos::{Duplicate, Pos, PosMap};
 
 use crate::model::{Json, PackMeta, SensorSpec};
 use crate::rules::{Rule, RuleIndex};
