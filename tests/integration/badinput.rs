@@ -269,6 +269,52 @@ fn an_unreadable_record_is_skipped_by_listings_and_start_up_and_named() {
         s.log_text()
     );
     assert_eq!(s.terminate(), Some(0));
+
+    // `squall store check` names every unreadable record, and changes nothing.
+    let check = sq.run(&["store", "check"]);
+    check
+        .no_panic()
+        .stdout_has(&format!("cannot read executions:e:{bad}"))
+        .stdout_has("cannot read triggers:01J00000000000000000000TR1")
+        .stderr_has("2 record(s) cannot be read");
+    assert_eq!(check.code, 1, "{}", check.describe());
+    let again = sq.run(&["store", "check", "-o", "json"]);
+    assert_eq!(again.code, 1);
+    let report = again.json();
+    let unreadable: usize = report["trees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["unreadable"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(unreadable, 2, "{report:#}");
+}
+
+#[test]
+fn a_truncated_database_is_refused_with_its_path_and_a_clean_one_checks() {
+    let sq = Squall::core_only();
+    for m in ["one", "two", "three"] {
+        sq.run(&["run", "core.echo", &format!("message={m}")]).ok();
+    }
+    sq.run(&["store", "check"]).ok().stdout_has("executions");
+    // Cut the log file short, as a full disk or a lost write-back cache can.
+    let db = sq.data().join("db").join("db");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&db)
+        .expect("db file");
+    f.set_len(2000).expect("truncate");
+    drop(f);
+    let data = sq.data().display().to_string();
+    for args in [&["execution", "list"][..], &["store", "check"][..]] {
+        let out = sq.run(args);
+        out.no_panic()
+            .stderr_has(&format!(
+                "data dir {data}: the database in {data}/db is damaged"
+            ))
+            .stderr_has("A damaged data directory");
+        assert_eq!(out.code, 1, "{}", out.describe());
+    }
 }
 
 #[test]

@@ -21,6 +21,7 @@
 //! Durability: writes land in sled's memory first; [`Store::durable`] makes them durable
 //! with group commit — concurrent callers share one flush.
 
+mod check;
 mod crypto;
 mod lock;
 mod reading;
@@ -28,6 +29,7 @@ mod records;
 mod workflows;
 
 use crate::model::{ChildRef, Execution, Json, OutputChunk, Status};
+pub use check::{CheckReport, TreeReport};
 pub use crypto::Cipher;
 pub use reading::{skipped_warning, Listing};
 use std::fs::File;
@@ -71,6 +73,14 @@ pub enum StoreError {
     /// File system problem around the store.
     #[error("store: {0}")]
     Io(#[from] std::io::Error),
+    /// The database files cannot be opened: damaged or truncated.
+    #[error("data dir {dir}: the database in {dir}/db is damaged or truncated ({message}). Squall will not run on it, so that nothing is lost silently: stop every Squall process, copy the data dir aside, then restore it from a backup or salvage it as docs/operations.md, \"A damaged data directory\", explains")]
+    Damaged {
+        /// The data directory.
+        dir: PathBuf,
+        /// What sled reported.
+        message: String,
+    },
     /// A document would nest too deep to be read back; nothing was written.
     #[error("store: {0}")]
     TooDeep(crate::limits::TooDeep),
@@ -200,7 +210,8 @@ impl Store {
             .path(dir.join("db"))
             .cache_capacity(64 * 1024 * 1024)
             .flush_every_ms(Some(500))
-            .open()?;
+            .open()
+            .map_err(|e| check::open_error(dir, e))?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             Some(v) => {
