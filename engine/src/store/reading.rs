@@ -21,7 +21,7 @@ pub(crate) fn decode<T: DeserializeOwned + Send>(key: &str, bytes: &[u8]) -> Res
         Ok(v) => Ok(v),
         Err(first) => {
             let depth = crate::limits::text_depth(bytes);
-            if depth < 128 || depth > READ_DEPTH {
+            if !(128..=READ_DEPTH).contains(&depth) {
                 return Err(super::corrupt(key, first));
             }
             // Deeper than the default reader allows, but bounded: parse it without
