@@ -24,6 +24,9 @@ pub enum BusError {
     /// The trigger type is not a valid name.
     #[error("invalid trigger type {0:?}: use dotted lower-case names like `core.webhook`")]
     BadType(String),
+    /// The payload nests deeper than [`crate::limits::MAX_DEPTH`] (HTTP 400).
+    #[error(transparent)]
+    TooDeep(#[from] crate::limits::TooDeep),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -70,6 +73,7 @@ impl Bus {
         if !valid_type(trigger_type) {
             return Err(BusError::BadType(trigger_type.to_string()));
         }
+        crate::limits::check_input(&payload, "the trigger payload", "")?;
         let permit = self
             .tx
             .clone()
@@ -108,6 +112,7 @@ impl Bus {
 
     /// Queue again every trigger an earlier process accepted but did not evaluate.
     pub async fn requeue_pending(&self) -> Result<usize, BusError> {
+        // Unreadable records are logged and left out (`squall store check` lists them).
         let pending = self.engine.store().pending_triggers()?;
         let n = pending.len();
         for t in pending {

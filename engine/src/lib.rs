@@ -15,6 +15,7 @@ pub mod content;
 pub mod executions;
 pub mod expr;
 pub mod k8s;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod params;

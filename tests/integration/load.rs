@@ -135,15 +135,17 @@ fn stored(sq: &Squall) -> Stored {
     let store = squall::store::Store::open(&sq.data(), None).expect("open the store");
     let all = store
         .list_executions(&squall::store::ListFilter::default())
-        .expect("list executions");
+        .expect("list executions")
+        .items;
     let mut executions = BTreeMap::new();
     for e in &all {
         *executions.entry(e.status.as_str().to_string()).or_default() += 1;
     }
     let terminal = all.iter().filter(|e| e.status.is_terminal()).count();
     let finished_targets = store
-        .list_audit(usize::MAX)
+        .list_audit(0)
         .expect("list audit")
+        .items
         .into_iter()
         .filter(|e| e["what"] == "execution.finished")
         .map(|e| e["target"].as_str().unwrap_or_default().to_string())

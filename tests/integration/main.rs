@@ -9,6 +9,7 @@ mod servers;
 mod api_edge;
 mod aws_rds;
 mod aws_sensor;
+mod badinput;
 mod bench;
 mod consul_kv;
 mod crash;

@@ -67,7 +67,7 @@ pub struct ExecQuery {
 pub async fn list_executions(
     State(s): State<AppState>,
     Query(q): Query<ExecQuery>,
-) -> Res<J<Vec<Execution>>> {
+) -> Res<Response> {
     let status = match q.status.as_deref() {
         Some(st) => {
             Some(Status::parse(st).ok_or_else(|| ApiError::bad(format!("unknown status `{st}`")))?)
@@ -80,7 +80,7 @@ pub async fn list_executions(
         top_level_only: !q.all.unwrap_or(false),
         limit: q.limit.unwrap_or(50).min(10_000),
     })?;
-    Ok(J(list))
+    Ok(super::listed(J(&list.items), &list.skipped))
 }
 
 pub async fn get_execution(State(s): State<AppState>, Path(id): Path<String>) -> Res<J<Execution>> {
@@ -244,14 +244,16 @@ pub struct TriggerQuery {
 pub async fn list_triggers(
     State(s): State<AppState>,
     Query(q): Query<TriggerQuery>,
-) -> Res<J<Json>> {
+) -> Res<Response> {
     let list = s
         .engine
         .store()
         .list_triggers(q.trigger.as_deref(), q.limit.unwrap_or(50).min(10_000))?;
-    Ok(J(crate::secrets::mask_json(
-        &serde_json::to_value(list).map_err(ApiError::internal)?,
-    )))
+    let doc = serde_json::to_value(&list.items).map_err(ApiError::internal)?;
+    Ok(super::listed(
+        J(crate::secrets::mask_json(&doc)),
+        &list.skipped,
+    ))
 }
 
 /// One trigger instance with its enforcements expanded (rule, execution, or the reason
@@ -329,7 +331,7 @@ fn accepted(result: Result<crate::model::TriggerInstance, crate::bus::BusError>)
             )
                 .into_response())
         }
-        Err(e @ BusError::BadType(_)) => Err(ApiError::bad(e.to_string())),
+        Err(e @ (BusError::BadType(_) | BusError::TooDeep(_))) => Err(ApiError::bad(e.to_string())),
         Err(e) => Err(ApiError::internal(e)),
     }
 }
@@ -453,12 +455,10 @@ pub struct AuditQuery {
     limit: Option<usize>,
 }
 
-pub async fn list_audit(
-    State(s): State<AppState>,
-    Query(q): Query<AuditQuery>,
-) -> Res<J<Vec<Json>>> {
-    Ok(J(s
+pub async fn list_audit(State(s): State<AppState>, Query(q): Query<AuditQuery>) -> Res<Response> {
+    let list = s
         .engine
         .store()
-        .list_audit(q.limit.unwrap_or(100).min(10_000))?))
+        .list_audit(q.limit.unwrap_or(100).min(10_000))?;
+    Ok(super::listed(J(&list.items), &list.skipped))
 }

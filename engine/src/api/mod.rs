@@ -56,6 +56,7 @@ impl From<crate::executions::EngineError> for ApiError {
         let code = match &e {
             E::UnknownAction(_) | E::UnknownExecution(_) => StatusCode::NOT_FOUND,
             E::Disabled(_) | E::Params { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            E::TooDeep { .. } => StatusCode::BAD_REQUEST,
             E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(code, e.to_string())
@@ -66,6 +67,24 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         ApiError::internal(e)
     }
+}
+
+/// Header telling how many stored records a listing left out because they cannot be read.
+pub const SKIPPED_HEADER: &str = "x-squall-skipped";
+
+/// A listing's response: `body`, and when records were skipped, [`SKIPPED_HEADER`] with
+/// their count and a `warning` header naming them (the body stays a plain array).
+pub(crate) fn listed(body: impl IntoResponse, skipped: &[String]) -> Response {
+    let mut resp = body.into_response();
+    if let Some(w) = crate::store::skipped_warning(skipped) {
+        let h = resp.headers_mut();
+        h.insert(SKIPPED_HEADER, skipped.len().into());
+        let text = format!("199 squall \"{}\"", w.replace(['"', '\\'], "'"));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+            h.insert(axum::http::header::WARNING, v);
+        }
+    }
+    resp
 }
 
 /// Shared state of the handlers.

@@ -32,6 +32,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
         Command::Sensor(SensorCmd::List) => sensors(&cli),
         Command::Sensor(SensorCmd::Reset { name }) => reset_sensor(&cli, name).await,
         Command::Reload => Err(needs_server("reload")),
+        Command::Store(super::StoreCmd::Check) => store_check(&cli),
     };
     finish(cli.output, result)
 }
@@ -243,6 +244,7 @@ async fn execution(cli: &Cli, cmd: &ExecutionCmd) -> CmdResult {
                 limit: *limit,
             })?;
             output::executions(cli.output, &list);
+            warn_skipped(&list.skipped);
         }
         ExecutionCmd::Get { id } => {
             let e = engine.get(id)?;
@@ -357,10 +359,49 @@ fn trigger(cli: &Cli, cmd: &TriggerCmd) -> CmdResult {
             let content = load(cli)?;
             let engine = engine(cli, content)?;
             let list = engine.store().list_triggers(trigger.as_deref(), *limit)?;
-            let list = crate::secrets::mask_json(&serde_json::to_value(list)?);
-            output::trigger_instances(cli.output, &list);
+            let doc = crate::secrets::mask_json(&serde_json::to_value(&list.items)?);
+            output::trigger_instances(cli.output, &doc);
+            warn_skipped(&list.skipped);
             Ok(0)
         }
+    }
+}
+
+/// `squall store check`: every tree's record count and unreadable keys; exit 1 when a
+/// record cannot be read.
+fn store_check(cli: &Cli) -> CmdResult {
+    let content = load(cli)?;
+    let engine = engine(cli, content)?;
+    let report = engine.store().check()?;
+    if cli.output == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("data dir {}", report.dir);
+        for t in &report.trees {
+            println!(
+                "  {:<14} {:>8} readable  {:>4} unreadable",
+                t.tree,
+                t.records,
+                t.unreadable.len()
+            );
+            for k in &t.unreadable {
+                println!("    cannot read {k}");
+            }
+        }
+    }
+    if report.clean() {
+        Ok(0)
+    } else {
+        let n: usize = report.trees.iter().map(|t| t.unreadable.len()).sum();
+        eprintln!("{n} record(s) cannot be read: they are left out of listings and kept as they are; see docs/operations.md, \"A damaged data directory\"");
+        Ok(1)
+    }
+}
+
+/// Tell on stderr which stored records a listing left out (they cannot be read).
+fn warn_skipped(skipped: &[String]) {
+    if let Some(w) = crate::store::skipped_warning(skipped) {
+        eprintln!("warning: {w}");
     }
 }
 

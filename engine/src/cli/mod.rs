@@ -67,6 +67,9 @@ pub enum Command {
     Sensor(SensorCmd),
     /// Make the server reload its content (validated first; needs --server).
     Reload,
+    /// The local data dir: check that every record reads.
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// Run sensors, rules, executions and the HTTP API in one process.
     Serve(serve::ServeArgs),
     /// Measure rule evaluation, execution and workflow throughput on this machine.
@@ -203,6 +206,13 @@ pub enum TriggerCmd {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+}
+
+/// `squall store ...` (always local: it opens the data dir, so the server must be stopped).
+#[derive(Debug, Subcommand)]
+pub enum StoreCmd {
+    /// Read every stored record; list those that cannot be read (exit 1 when any).
+    Check,
 }
 
 /// `squall sensor ...`.

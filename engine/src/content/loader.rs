@@ -124,14 +124,7 @@ impl Loader {
     fn read(&mut self, path: &Path) -> Option<SourceFile> {
         let shown = self.shown(path);
         let mut diags = Vec::new();
-        let res = std::fs::read_to_string(path)
-            .map_err(|e| {
-                Diagnostic::at(
-                    &shown,
-                    Pos { line: 1, col: 1 },
-                    format!("cannot read file: {e}"),
-                )
-            })
+        let res = super::guard::read_text(path, &shown)
             .and_then(|text| SourceFile::parse(&shown, &text, &mut diags));
         self.diags.extend(diags);
         match res {

@@ -6,6 +6,7 @@
 //! replaces content that works.
 
 mod action;
+pub mod guard;
 mod loader;
 mod settings;
 mod source;
@@ -19,7 +20,7 @@ pub use loader::{load, load_with};
 pub use settings::{AuthSettings, ClusterSettings, LogSettings, Settings};
 pub use source::{expand_home, Diagnostic, Diagnostics, SourceFile};
 pub use written::{Reference, Step, Written};
-pub use yamlpos::{Pos, PosMap};
+pub use yamlpos::{Duplicate, Pos, PosMap};
 
 use crate::model::{Json, PackMeta, SensorSpec};
 use crate::rules::{Rule, RuleIndex};

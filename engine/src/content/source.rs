@@ -94,13 +94,7 @@ impl SourceFile {
     /// Read and parse `path`. Problems with references are pushed to `diags`; a file that
     /// cannot be read or parsed at all is an `Err`.
     pub fn read(path: &Path, diags: &mut Vec<Diagnostic>) -> Result<SourceFile, Diagnostic> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostic::at(
-                path,
-                Pos { line: 1, col: 1 },
-                format!("cannot read file: {e}"),
-            )
-        })?;
+        let text = super::guard::read_text(path, path)?;
         SourceFile::parse(path, &text, diags)
     }
 
@@ -110,6 +104,8 @@ impl SourceFile {
         text: &str,
         diags: &mut Vec<Diagnostic>,
     ) -> Result<SourceFile, Diagnostic> {
+        // Size, byte-order mark and nesting, before the (costly) parse.
+        let text = super::guard::check(path, text)?;
         let mut json: Json = serde_yaml::from_str(text).map_err(|e| {
             let pos = e
                 .location()
@@ -125,6 +121,19 @@ impl SourceFile {
             )
         })?;
         let pos = PosMap::parse(text);
+        for d in pos.duplicates() {
+            diags.push(Diagnostic::at(
+                path,
+                d.second,
+                format!(
+                    "duplicate key `{}`: it is also at {}:{}:{}; a key may appear once in a mapping (remove one)",
+                    d.key,
+                    path.display(),
+                    d.first.line,
+                    d.first.col
+                ),
+            ));
+        }
         if !json.is_object() {
             return Err(Diagnostic::at(
                 path,

@@ -22,6 +22,20 @@ pub struct Pos {
 pub struct PosMap {
     values: HashMap<String, Pos>,
     keys: HashMap<String, Pos>,
+    duplicates: Vec<Duplicate>,
+}
+
+/// A key written twice in one mapping (YAML readers keep the last one silently).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    /// The key.
+    pub key: String,
+    /// Dotted path of the mapping that holds it (`""` for the top level).
+    pub mapping: String,
+    /// Where it is first.
+    pub first: Pos,
+    /// Where it is again.
+    pub second: Pos,
 }
 
 impl PosMap {
@@ -48,6 +62,11 @@ impl PosMap {
         }
     }
 
+    /// Keys written more than once in the same mapping, in file order.
+    pub fn duplicates(&self) -> &[Duplicate] {
+        &self.duplicates
+    }
+
     /// Position of the key of the map entry at `path` (falls back like [`PosMap::find`]).
     pub fn key(&self, path: &str) -> Pos {
         self.keys
@@ -62,6 +81,7 @@ enum Frame {
         path: String,
         next_is_key: bool,
         key: Option<String>,
+        seen: HashMap<String, Pos>,
     },
     Seq {
         path: String,
@@ -106,9 +126,20 @@ impl Recorder {
                 path,
                 next_is_key,
                 key,
+                seen,
             }) => {
                 if *next_is_key {
                     let k = scalar.unwrap_or("?").to_string();
+                    if let Some(first) = scalar.and_then(|k| seen.get(k)) {
+                        self.map.duplicates.push(Duplicate {
+                            key: k.clone(),
+                            mapping: path.clone(),
+                            first: *first,
+                            second: pos,
+                        });
+                    } else if scalar.is_some() {
+                        seen.insert(k.clone(), pos);
+                    }
                     let full = join(path, &k);
                     // A block mapping's own position is where its first key starts (the
                     // parser's mark for the mapping itself is not reliable).
@@ -149,6 +180,7 @@ impl MarkedEventReceiver for Recorder {
                     path,
                     next_is_key: true,
                     key: None,
+                    seen: HashMap::new(),
                 });
             }
             Event::SequenceStart(..) => {
@@ -181,5 +213,43 @@ mod tests {
         assert_eq!(m.key("chain.1.on-success"), Pos { line: 6, col: 5 });
         // Unknown leaf falls back to the nearest ancestor.
         assert_eq!(m.find("chain.1.nothing"), Pos { line: 5, col: 5 });
+        assert!(m.duplicates().is_empty());
+    }
+
+    #[test]
+    fn records_keys_written_twice_in_one_mapping() {
+        let text = "name: x
+chain:
+  - name: a
+    ref: b
+    ref: c
+  - name: b
+name: y
+flow: {k: 1, k: 2}
+";
+        let m = PosMap::parse(text);
+        let d: Vec<_> = m
+            .duplicates()
+            .iter()
+            .map(|d| (d.key.as_str(), d.mapping.as_str(), d.first, d.second))
+            .collect();
+        assert_eq!(
+            d,
+            [
+                (
+                    "ref",
+                    "chain.0",
+                    Pos { line: 4, col: 5 },
+                    Pos { line: 5, col: 5 }
+                ),
+                ("name", "", Pos { line: 1, col: 1 }, Pos { line: 7, col: 1 }),
+                (
+                    "k",
+                    "flow",
+                    Pos { line: 8, col: 8 },
+                    Pos { line: 8, col: 14 }
+                ),
+            ]
+        );
     }
 }

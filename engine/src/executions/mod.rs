@@ -36,6 +36,14 @@ pub enum EngineError {
         /// What is wrong.
         error: crate::params::ParamError,
     },
+    /// The parameters nest deeper than [`crate::limits::MAX_DEPTH`].
+    #[error("action `{action}`: {error}")]
+    TooDeep {
+        /// Action reference.
+        action: String,
+        /// Where and how deep.
+        error: crate::limits::TooDeep,
+    },
     /// No such execution.
     #[error("no execution with id `{0}`")]
     UnknownExecution(String),
@@ -171,6 +179,12 @@ impl Engine {
         if !action.meta.enabled {
             return Err(EngineError::Disabled(action.reference.clone()));
         }
+        crate::limits::check_input(&req.parameters, "parameters", "").map_err(|error| {
+            EngineError::TooDeep {
+                action: action.reference.clone(),
+                error,
+            }
+        })?;
         let params =
             crate::params::validate(&action.meta.parameters, &req.parameters).map_err(|error| {
                 EngineError::Params {
@@ -333,8 +347,9 @@ impl Engine {
         output: OutputSink,
     ) -> (Execution, ActionOutcome) {
         if let Some(wf) = action.workflow.clone() {
-            return crate::workflow::run::run(self.clone(), execution, wf, parameters, cancel)
-                .await;
+            let (e, o) =
+                crate::workflow::run::run(self.clone(), execution, wf, parameters, cancel).await;
+            return (e, bounded(o));
         }
         let Some(runner) = self.runners.get(&action.meta.runner) else {
             let msg = format!("unknown runner `{}`", action.meta.runner);
@@ -350,7 +365,7 @@ impl Engine {
             cancel,
             output,
         };
-        (execution, runner.run(ctx).await)
+        (execution, bounded(runner.run(ctx).await))
     }
 
     /// A sink that stores each output chunk (masked) as it comes, in order, and passes it
@@ -468,6 +483,22 @@ impl Engine {
 /// flush halves the disk syncs of short idempotent actions.
 pub(crate) fn must_record_start(p: &Prepared) -> bool {
     !p.action.meta.idempotent
+}
+
+/// `outcome`, failed instead when its result nests deeper than the store can keep
+/// readably ([`crate::limits::MAX_DEPTH`]).
+fn bounded(outcome: ActionOutcome) -> ActionOutcome {
+    match crate::limits::check_input(&outcome.result, "the result", "result") {
+        Ok(()) => outcome,
+        Err(e) => ActionOutcome {
+            status: Status::Failed,
+            result: Json::Null,
+            error: Some(match outcome.error {
+                Some(was) => format!("{e} (the action had also failed: {was})"),
+                None => e.to_string(),
+            }),
+        },
+    }
 }
 
 /// Await `run`, enforcing the deadline: at the deadline the cancel token fires and the

@@ -29,6 +29,9 @@ pub struct Recovery {
     pub requeued: Vec<String>,
     /// Process groups an earlier engine left running, killed before anything else.
     pub processes_ended: Vec<String>,
+    /// Keys of records that could not be read (logged and left as they are; see
+    /// `squall store check`).
+    pub unreadable: Vec<String>,
 }
 
 impl Engine {
@@ -161,6 +164,7 @@ impl Engine {
         let content = self.content();
         let unfinished = self.store.unfinished()?;
         report.abandoned = self.end_orphaned_children(&unfinished).await;
+        report.unreadable.clone_from(&unfinished.skipped);
         for mut e in unfinished {
             if e.parent.is_some() {
                 continue;

@@ -112,7 +112,7 @@ async fn children_no_workflow_will_settle_are_abandoned_and_none_is_left_unfinis
     for w in ["01W2", "01W3"] {
         assert!(status(&store, w).is_terminal(), "{w} did not finish");
     }
-    assert_eq!(store.unfinished().unwrap(), Vec::<Execution>::new());
+    assert_eq!(store.unfinished().unwrap().items, Vec::<Execution>::new());
 }
 
 #[tokio::test]

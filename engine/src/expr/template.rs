@@ -45,9 +45,18 @@ impl Template {
         })
     }
 
-    /// Render against `vars`. Err names the `{{ }}` that failed.
+    /// Render against `vars`. Err names the `{{ }}` that failed, or says the rendered
+    /// value is larger than [`MAX_RENDERED_BYTES`].
     pub fn render(&self, vars: &mut Vars) -> Result<Value, ExprError> {
-        render_node(&self.root, vars)
+        if let Node::Literal(v) = &self.root {
+            return Ok(v.clone());
+        }
+        let v = render_node(&self.root, vars)?;
+        let size = json_size(&v);
+        if size > MAX_RENDERED_BYTES {
+            return Err(too_big(size));
+        }
+        Ok(v)
     }
 
     /// True when one of its expressions mentions `name` (see [`Expr::mentions`]).
@@ -70,6 +79,32 @@ impl Template {
     pub fn is_static(&self) -> bool {
         matches!(self.root, Node::Literal(_))
     }
+}
+
+/// Largest value a template may render to, as compact JSON: 1 MiB.
+pub const MAX_RENDERED_BYTES: usize = 1024 * 1024;
+
+fn too_big(size: usize) -> ExprError {
+    ExprError::plain(format!(
+        "the rendered value is {size} bytes or more, over the limit of {MAX_RENDERED_BYTES} bytes (1 MiB) per rendered template: render less (pass a reference, not the data)"
+    ))
+}
+
+/// The length of `v` as compact JSON.
+fn json_size(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 fn compile_node(value: &Value) -> Result<Node, ExprError> {
@@ -147,6 +182,9 @@ fn render_node(node: &Node, vars: &mut Vars) -> Result<Value, ExprError> {
                             .map_err(|err| in_braces(e.source(), err))?;
                         append(&mut out, &v)
                             .map_err(|m| in_braces(e.source(), ExprError::plain(m)))?;
+                        if out.len() > MAX_RENDERED_BYTES {
+                            return Err(in_braces(e.source(), too_big(out.len())));
+                        }
                     }
                 }
             }
@@ -369,5 +407,23 @@ mod tests {
         );
         let err = render(json!("a {{ undefined_var }} b")).unwrap_err();
         assert!(err.message.contains("undefined_var"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_rendered_value_is_bounded_in_size() {
+        let mut v = vars();
+        v.set("big", &json!("x".repeat(600 * 1024)));
+        let one = Template::compile(&json!({"a": "{{ big }}"})).unwrap();
+        assert!(one.render(&mut v).is_ok());
+        for t in [
+            json!("{{ big }}-{{ big }}"),
+            json!(["{{ big }}", "{{ big }}"]),
+        ] {
+            let err = Template::compile(&t).unwrap().render(&mut v).unwrap_err();
+            assert!(
+                err.message.contains("over the limit of 1048576 bytes"),
+                "{err:?}"
+            );
+        }
     }
 }

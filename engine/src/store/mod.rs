@@ -23,17 +23,21 @@
 //! with group commit — concurrent callers share one flush.
 
 mod audit;
+mod check;
 mod crypto;
 mod lock;
 mod processes;
+mod reading;
 mod records;
 mod sync;
 mod workflows;
 
 use crate::model::{ChildRef, Execution, Json, OutputChunk, Status};
 pub use audit::{audit_entry, FinishedExecution, FinishedHook};
+pub use check::{CheckReport, TreeReport};
 pub use crypto::Cipher;
 pub use processes::ProcessRecord;
+pub use reading::{skipped_warning, Listing};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,8 +79,19 @@ pub enum StoreError {
     /// File system problem around the store.
     #[error("store: {0}")]
     Io(#[from] std::io::Error),
+    /// The database files cannot be opened: damaged or truncated.
+    #[error("data dir {dir}: the database in {dir}/db is damaged or truncated ({message}). Squall will not run on it, so that nothing is lost silently: stop every Squall process, copy the data dir aside, then restore it from a backup or salvage it as docs/operations.md, \"A damaged data directory\", explains")]
+    Damaged {
+        /// The data directory.
+        dir: PathBuf,
+        /// What sled reported.
+        message: String,
+    },
+    /// A document would nest too deep to be read back; nothing was written.
+    #[error("store: {0}")]
+    TooDeep(crate::limits::TooDeep),
     /// A stored record does not decode.
-    #[error("store: corrupt record {key}: {message}")]
+    #[error("store: record {key} cannot be read ({message}); other records are not affected: `squall store check` lists every unreadable record (see docs/operations.md, \"A damaged data directory\")")]
     Corrupt {
         /// Key of the record.
         key: String,
@@ -216,7 +231,8 @@ impl Store {
             .path(dir.join("db"))
             .cache_capacity(64 * 1024 * 1024)
             .flush_every_ms(Some(500))
-            .open()?;
+            .open()
+            .map_err(|e| check::open_error(dir, e))?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             Some(v) => {
@@ -336,9 +352,7 @@ impl Store {
             return Ok(None);
         };
         let plain = self.cipher.open_sealed(&v)?;
-        Ok(Some(
-            serde_json::from_slice(&plain).map_err(|e| corrupt(key, e))?,
-        ))
+        Ok(Some(reading::decode(key, &plain)?))
     }
 
     /// The execution `id`, with its children (for a workflow) in run order.
@@ -352,7 +366,7 @@ impl Store {
 
     /// A stored record with its children attached.
     fn decode_execution(&self, key: &str, v: &[u8]) -> Result<Execution, StoreError> {
-        let mut e: Execution = serde_json::from_slice(v).map_err(|e| corrupt(key, e))?;
+        let mut e: Execution = reading::decode(key, v)?;
         let children = self.children(&e.id)?;
         if !children.is_empty() {
             e.children = children;
@@ -367,18 +381,25 @@ impl Store {
         for item in self.exec.scan_prefix(format!("c:{id}\0")) {
             let (k, v) = item?;
             let key = String::from_utf8_lossy(&k).to_string();
-            let mut c: ChildRef = serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))?;
+            let mut c: ChildRef = reading::decode(&key, &v)?;
+            let record = format!("e:{}", c.id);
             // The entry is written just before the child's record: one without a record was
             // left by a crash between the two (the child never ran), and is no child.
-            let Some(rec) = self.exec.get(format!("e:{}", c.id))? else {
+            let Some(rec) = self.exec.get(&record)? else {
                 continue;
             };
             #[derive(serde::Deserialize)]
             struct StatusOnly {
                 status: Status,
             }
-            let s: StatusOnly = serde_json::from_slice(&rec).map_err(|e| corrupt(&key, e))?;
-            c.status = s.status;
+            // A child record that cannot be read keeps the status its entry has; the
+            // child's own `get` reports it.
+            match reading::decode::<StatusOnly>(&record, &rec) {
+                Ok(s) => c.status = s.status,
+                Err(e) => {
+                    tracing::error!(key = %record, error = %e, "workflow child record cannot be read");
+                }
+            }
             out.push(c);
         }
         Ok(out)
@@ -397,20 +418,21 @@ impl Store {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    /// Executions matching `filter`, newest first.
-    pub fn list_executions(&self, filter: &ListFilter) -> Result<Vec<Execution>, StoreError> {
+    /// Executions matching `filter`, newest first. Records that cannot be read are left
+    /// out and named in [`Listing::skipped`].
+    pub fn list_executions(&self, filter: &ListFilter) -> Result<Listing<Execution>, StoreError> {
         let limit = if filter.limit == 0 {
             usize::MAX
         } else {
             filter.limit
         };
-        let mut out = Vec::new();
-        let push = |e: Execution, out: &mut Vec<Execution>| {
+        let mut out = Listing::default();
+        let push = |e: Execution, out: &mut Listing<Execution>| {
             let ok = filter.status.is_none_or(|s| e.status == s)
                 && filter.action.as_deref().is_none_or(|a| e.action == a)
                 && (!filter.top_level_only || e.parent.is_none());
             if ok {
-                out.push(e);
+                out.items.push(e);
             }
         };
         let ids: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
@@ -425,37 +447,49 @@ impl Store {
             }
             let (k, v) = item?;
             let key = String::from_utf8_lossy(&k).to_string();
-            let e: Execution = if key.starts_with("e:") {
-                self.decode_execution(&key, &v)?
+            let read = if key.starts_with("e:") {
+                self.decode_execution(&key, &v).map(Some)
             } else {
                 let id = key.rsplit([':', '\0']).next().unwrap_or("");
-                match self.get_execution(id)? {
-                    Some(e) => e,
-                    None => continue,
-                }
+                self.get_execution(id)
             };
-            push(e, &mut out);
+            match read {
+                Ok(Some(e)) => push(e, &mut out),
+                Ok(None) => {}
+                Err(e) => out.skip(e)?,
+            }
         }
         Ok(out)
     }
 
-    /// Executions not in a terminal status, oldest first (for crash recovery).
-    pub fn unfinished(&self) -> Result<Vec<Execution>, StoreError> {
-        let mut out = Vec::new();
+    /// Executions not in a terminal status, oldest first (for crash recovery). Records
+    /// that cannot be read are left out and named in [`Listing::skipped`].
+    pub fn unfinished(&self) -> Result<Listing<Execution>, StoreError> {
+        let mut out = Listing::default();
         for s in Status::ALL.into_iter().filter(|s| !s.is_terminal()) {
             for item in self.exec.scan_prefix(format!("s:{}:", s.as_str())) {
                 let (k, _) = item?;
                 let key = String::from_utf8_lossy(&k).to_string();
                 let id = key.rsplit(':').next().unwrap_or("");
-                if let Some(e) = self.get_execution(id)? {
+                match self.get_execution(id) {
                     // Index entries left by a crash between writes are ignored.
-                    if !e.status.is_terminal() && !out.iter().any(|o: &Execution| o.id == e.id) {
-                        out.push(e);
+                    Ok(Some(e)) => {
+                        if !e.status.is_terminal() && !out.iter().any(|o: &Execution| o.id == e.id)
+                        {
+                            out.items.push(e);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        let key = format!("e:{id}");
+                        if !out.skipped.contains(&key) {
+                            out.skip(e)?;
+                        }
                     }
                 }
             }
         }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out.items.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
 
@@ -481,10 +515,7 @@ impl Store {
                 .next()
                 .and_then(|s| u64::from_str_radix(s, 16).ok())
                 .unwrap_or(0);
-            out.push((
-                seq,
-                serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))?,
-            ));
+            out.push((seq, reading::decode(&key, &v)?));
         }
         Ok(out)
     }
@@ -539,9 +570,7 @@ impl Store {
     pub fn sensor_checkpoint(&self, sensor: &str) -> Result<Option<Json>, StoreError> {
         let key = format!("c:{sensor}");
         match self.db.open_tree("sensors")?.get(&key)? {
-            Some(v) => Ok(Some(
-                serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))?,
-            )),
+            Some(v) => Ok(Some(reading::decode(&key, &v)?)),
             None => Ok(None),
         }
     }

@@ -1,7 +1,8 @@
 //! Trigger instances, enforcements and the audit trail: each kind in its own tree, keyed by
-//! ULID so key order is time order.
+//! ULID so key order is time order. Errors name a record `<tree>:<id>` (`triggers:01J…`).
 
-use super::{corrupt, Store, StoreError};
+use super::reading::{decode, Listing};
+use super::{Store, StoreError};
 use crate::model::{Enforcement, Json, TriggerInstance, TriggerStatus};
 use std::sync::atomic::Ordering;
 
@@ -14,8 +15,18 @@ impl Store {
         self.written.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// Write a trigger instance; returns a durability ticket.
+    /// Write a trigger instance; returns a durability ticket. Refused (nothing written)
+    /// when the document would nest deeper than [`crate::limits::MAX_STORED_DEPTH`]: it
+    /// could not be read back.
     pub fn put_trigger(&self, t: &TriggerInstance) -> Result<u64, StoreError> {
+        // The payload sits one level inside the record.
+        crate::limits::check(
+            &t.payload,
+            crate::limits::MAX_STORED_DEPTH - 1,
+            "the trigger instance record",
+            "payload",
+        )
+        .map_err(StoreError::TooDeep)?;
         self.tree("triggers")?
             .insert(t.id.as_bytes(), serde_json::to_vec(t).unwrap_or_default())?;
         Ok(self.bump())
@@ -30,43 +41,41 @@ impl Store {
     /// The trigger instance `id`.
     pub fn get_trigger(&self, id: &str) -> Result<Option<TriggerInstance>, StoreError> {
         match self.tree("triggers")?.get(id.as_bytes())? {
-            Some(v) => Ok(Some(
-                serde_json::from_slice(&v).map_err(|e| corrupt(id, e))?,
-            )),
+            Some(v) => Ok(Some(decode(&format!("triggers:{id}"), &v)?)),
             None => Ok(None),
         }
     }
 
     /// Trigger instances, newest first, optionally of one type; at most `limit` (`0`: all).
+    /// Records that cannot be read are left out and named in [`Listing::skipped`].
     pub fn list_triggers(
         &self,
         trigger: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<TriggerInstance>, StoreError> {
-        let mut out = Vec::new();
+    ) -> Result<Listing<TriggerInstance>, StoreError> {
+        let mut out = Listing::default();
         for item in self.tree("triggers")?.iter().rev() {
             if limit != 0 && out.len() >= limit {
                 break;
             }
             let (k, v) = item?;
-            let t: TriggerInstance =
-                serde_json::from_slice(&v).map_err(|e| corrupt(&String::from_utf8_lossy(&k), e))?;
-            if trigger.is_none_or(|ty| t.trigger == ty) {
-                out.push(t);
+            match decode::<TriggerInstance>(&tree_key("triggers", &k), &v) {
+                Ok(t) if trigger.is_some_and(|ty| t.trigger != ty) => {}
+                read => out.take(read)?,
             }
         }
         Ok(out)
     }
 
-    /// Trigger instances not yet evaluated, oldest first (for recovery).
-    pub fn pending_triggers(&self) -> Result<Vec<TriggerInstance>, StoreError> {
-        let mut out = Vec::new();
+    /// Trigger instances not yet evaluated, oldest first (for recovery). Records that
+    /// cannot be read are left out and named in [`Listing::skipped`].
+    pub fn pending_triggers(&self) -> Result<Listing<TriggerInstance>, StoreError> {
+        let mut out = Listing::default();
         for item in self.tree("triggers")?.iter() {
             let (k, v) = item?;
-            let t: TriggerInstance =
-                serde_json::from_slice(&v).map_err(|e| corrupt(&String::from_utf8_lossy(&k), e))?;
-            if t.status == TriggerStatus::Pending {
-                out.push(t);
+            match decode::<TriggerInstance>(&tree_key("triggers", &k), &v) {
+                Ok(t) if t.status != TriggerStatus::Pending => {}
+                read => out.take(read)?,
             }
         }
         Ok(out)
@@ -82,9 +91,7 @@ impl Store {
     /// The enforcement `id`.
     pub fn get_enforcement(&self, id: &str) -> Result<Option<Enforcement>, StoreError> {
         match self.tree("enforcements")?.get(id.as_bytes())? {
-            Some(v) => Ok(Some(
-                serde_json::from_slice(&v).map_err(|e| corrupt(id, e))?,
-            )),
+            Some(v) => Ok(Some(decode(&format!("enforcements:{id}"), &v)?)),
             None => Ok(None),
         }
     }
@@ -96,16 +103,20 @@ impl Store {
         Ok(self.bump())
     }
 
-    /// Audit entries, newest first; at most `limit` (`0`: all).
-    pub fn list_audit(&self, limit: usize) -> Result<Vec<Json>, StoreError> {
-        let mut out = Vec::new();
+    /// Audit entries, newest first; at most `limit` (`0`: all). Entries that cannot be read
+    /// are left out and named in [`Listing::skipped`].
+    pub fn list_audit(&self, limit: usize) -> Result<Listing<Json>, StoreError> {
+        let mut out = Listing::default();
         let limit = if limit == 0 { usize::MAX } else { limit };
         for item in self.audit.iter().rev().take(limit) {
             let (k, v) = item?;
-            out.push(
-                serde_json::from_slice(&v).map_err(|e| corrupt(&String::from_utf8_lossy(&k), e))?,
-            );
+            out.take(decode(&tree_key("audit", &k), &v))?;
         }
         Ok(out)
     }
+}
+
+/// `<tree>:<key>`, how errors and `squall store check` name a record.
+pub(super) fn tree_key(tree: &str, key: &[u8]) -> String {
+    format!("{tree}:{}", String::from_utf8_lossy(key))
 }

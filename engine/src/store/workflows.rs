@@ -106,12 +106,12 @@ impl Store {
         }
     }
 
-    fn open_maybe_sealed(&self, key: &str, v: &[u8]) -> Result<Json, StoreError> {
+    pub(super) fn open_maybe_sealed(&self, key: &str, v: &[u8]) -> Result<Json, StoreError> {
         let plain = match v.first() {
             Some(b'E') => self.cipher.open_sealed(&v[1..])?,
             Some(b'J') => v[1..].to_vec(),
             _ => return Err(corrupt(key, "unknown state encoding")),
         };
-        serde_json::from_slice(&plain).map_err(|e| corrupt(key, e))
+        super::reading::decode(key, &plain)
     }
 }

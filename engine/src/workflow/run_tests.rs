@@ -134,7 +134,7 @@ async fn unreadable_saved_state_fails_the_resumed_workflow() {
     // A state of the wrong shape, and bytes that are not a state at all.
     let bad: [(Option<&[u8]>, &str); 2] = [
         (None, "cannot be read"),
-        (Some(b"\x00\x01 junk"), "corrupt record"),
+        (Some(b"\x00\x01 junk"), "unknown state encoding"),
     ];
     for (bytes, expected) in bad {
         let (wf, engine, store, _dir) = run_workflow(chain).await;

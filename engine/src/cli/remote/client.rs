@@ -169,6 +169,15 @@ impl Client {
         }
         let resp = rb.send().await.map_err(|e| self.transport(e))?;
         let status = resp.status();
+        // A listing that left out unreadable records says so (see `api::listed`).
+        if let Some(w) = resp
+            .headers()
+            .get("warning")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("199 squall "))
+        {
+            eprintln!("warning: {}", w.trim_matches('"'));
+        }
         let text = resp.text().await.map_err(|e| self.transport(e))?;
         Ok((status, text))
     }
