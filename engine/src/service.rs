@@ -82,10 +82,13 @@ impl Service {
         if !(recovery.resumed.is_empty()
             && recovery.rerun.is_empty()
             && recovery.abandoned.is_empty()
-            && recovery.requeued.is_empty())
+            && recovery.requeued.is_empty()
+            && recovery.processes_ended.is_empty()
+            && recovery.unreadable.is_empty())
         {
             tracing::warn!(resumed = ?recovery.resumed, rerun = ?recovery.rerun, abandoned = ?recovery.abandoned,
-                requeued = ?recovery.requeued, "recovered executions left by the previous run");
+                requeued = ?recovery.requeued, processes_ended = ?recovery.processes_ended,
+                unreadable = ?recovery.unreadable, "recovered executions left by the previous run");
         }
         let pending = bus.requeue_pending().await.map_err(|e| e.to_string())?;
         if pending > 0 {
