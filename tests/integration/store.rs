@@ -148,3 +148,62 @@ fn rerun_repeats_an_execution_with_the_same_parameters() {
     assert_eq!(rec2["parameters"], rec["parameters"]);
     assert_eq!(rec2["result"]["stdout"], "again");
 }
+
+/// A sensor whose checkpoint cannot be read stays in error (it does not start over and
+/// emit again) until `squall sensor reset` removes the checkpoint.
+#[test]
+fn an_unreadable_sensor_checkpoint_keeps_the_sensor_in_error_until_reset() {
+    use crate::server::Server;
+    let sq = Squall::core_only();
+    sq.write(
+        "sensors/tick.yaml",
+        "name: tick\ntype: interval\nconfig:\n  every: 1s\n",
+    );
+    let events = |v: &serde_json::Value| {
+        v.as_array()
+            .and_then(|l| l.iter().find(|s| s["name"] == "site.tick"))
+            .map(|s| (s["events"].as_u64().unwrap_or(0), s.clone()))
+    };
+    let server = Server::start(&sq);
+    server.wait_json("/api/v1/sensors", None, 60, |v| {
+        events(v).is_some_and(|(n, _)| n >= 1)
+    });
+    assert_eq!(server.terminate(), Some(0));
+    {
+        let store = squall::store::Store::open(&sq.data(), None).expect("store");
+        let tree = store.db().open_tree("sensors").expect("tree");
+        assert!(
+            tree.get("c:site.tick").expect("get").is_some(),
+            "a checkpoint was saved"
+        );
+        tree.insert("c:site.tick", &b"{\"last_scheduled_at\": 12"[..])
+            .expect("insert");
+        store.db().flush().expect("flush");
+    }
+    let server = Server::start(&sq);
+    let (_, status) = events(&server.wait_json("/api/v1/sensors", None, 60, |v| {
+        events(v).is_some_and(|(_, s)| s["errors"].as_u64().unwrap_or(0) >= 1)
+    }))
+    .expect("sensor listed");
+    let error = status["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("the checkpoint of sensor site.tick cannot be read")
+            && error.contains("squall sensor reset site.tick"),
+        "{status}"
+    );
+    assert_eq!(
+        status["events"], 0,
+        "nothing emitted from a lost checkpoint: {status}"
+    );
+    assert_eq!(server.terminate(), Some(0));
+    let out = sq.run(&["sensor", "reset", "site.tick"]);
+    out.ok().stdout_has("checkpoint removed");
+    sq.run(&["sensor", "reset", "site.tick"])
+        .ok()
+        .stdout_has("has no checkpoint");
+    let server = Server::start(&sq);
+    server.wait_json("/api/v1/sensors", None, 60, |v| {
+        events(v).is_some_and(|(n, _)| n >= 1)
+    });
+    assert_eq!(server.terminate(), Some(0));
+}
