@@ -221,6 +221,19 @@ pub struct Store {
     _lock: File,
 }
 
+/// The sled page cache, in bytes, when `SQUALL_STORE_CACHE_MB` does not say otherwise.
+pub const DEFAULT_CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The bytes sled may keep in its page cache: `SQUALL_STORE_CACHE_MB` (whole MiB, at
+/// least 1) or [`DEFAULT_CACHE_BYTES`].
+pub fn cache_capacity() -> u64 {
+    std::env::var("SQUALL_STORE_CACHE_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|mb| mb.max(1) * 1024 * 1024)
+        .unwrap_or(DEFAULT_CACHE_BYTES)
+}
+
 impl Store {
     /// Open (creating) the store in `dir`. Only one process may hold it. `key_file`
     /// defaults to `<dir>/secret.key`.
@@ -229,7 +242,7 @@ impl Store {
         let lock = lock::lock_dir(dir)?;
         let db = sled::Config::new()
             .path(dir.join("db"))
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(cache_capacity())
             .flush_every_ms(Some(500))
             .open()
             .map_err(|e| check::open_error(dir, e))?;

@@ -150,3 +150,37 @@ fn a_trigger_too_deep_to_read_back_is_not_written() {
     assert!(err.to_string().contains("payload.body[0]"), "{err}");
     assert!(s.get_trigger("01X").unwrap().is_none());
 }
+
+#[test]
+fn the_audit_listing_as_bytes_matches_the_documents_and_skips_what_is_unreadable() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Store::open(d.path(), None).unwrap();
+    s.put_audit("01A1", &json!({"what": "one", "n": 1}))
+        .unwrap();
+    // Deeper than the quick check reads, yet a readable stored entry.
+    s.put_audit("01A2", &json!({"what": "deep", "d": nested_array(150)}))
+        .unwrap();
+    s.db.open_tree("audit")
+        .unwrap()
+        .insert("01A3", &b"{\"cut"[..])
+        .unwrap();
+    s.put_audit("01A4", &json!({"what": "four"})).unwrap();
+
+    for limit in [0, 1, 2, 10] {
+        let (body, skipped) = s.list_audit_json(limit).unwrap();
+        let docs = s.list_audit(limit).unwrap();
+        // The very bytes the documents serialize to (a deep entry as `list_audit` reads it).
+        assert_eq!(
+            body,
+            serde_json::to_vec(&docs.items).unwrap(),
+            "limit {limit}"
+        );
+        assert_eq!(skipped, docs.skipped, "limit {limit}");
+    }
+    let (body, skipped) = s.list_audit_json(0).unwrap();
+    let listed: Vec<Json> = decode("body", &body).unwrap();
+    let whats: Vec<&str> = listed.iter().map(|e| e["what"].as_str().unwrap()).collect();
+    assert_eq!(whats, ["four", "deep", "one"]);
+    assert_eq!(skipped, ["audit:01A3"]);
+    assert_eq!(s.list_audit_json(1).unwrap().0, br#"[{"what":"four"}]"#);
+}
