@@ -38,9 +38,18 @@ pub struct BenchArgs {
     /// Seconds of offered load.
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
-    /// Skip the measurements that start `squall serve` processes (RSS, start-up).
+    /// Skip the idle-RSS and start-up measurements of `squall serve` processes.
     #[arg(long)]
     pub no_process: bool,
+    /// Connections of the end-to-end HTTP figure; one figure per value (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [16, 64])]
+    pub http_connections: Vec<usize>,
+    /// Seconds of load of each end-to-end HTTP figure.
+    #[arg(long, default_value_t = 10)]
+    pub http_seconds: u64,
+    /// Skip the end-to-end HTTP figure (webhooks posted to a real `squall serve`).
+    #[arg(long)]
+    pub no_http: bool,
 }
 
 /// Run the benchmarks and print the figures.
@@ -61,6 +70,11 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
     } else {
         crate::bench_pipeline::process_figures(&cli.root).await?
     };
+    let http = if args.no_http {
+        Json::Null
+    } else {
+        crate::bench_http::figures(&cli.root, &args.http_connections, args.http_seconds).await?
+    };
     let report = json!({
         "rule_evaluations_per_second": rules,
         "noop_executions_per_second": execs,
@@ -68,6 +82,7 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
         "with_item_ms": fan,
         "pipeline": pipeline,
         "process": process,
+        "http": http,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
     if cli.output != Format::Table {
@@ -109,6 +124,9 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
                 "start-up to serving, 50 packs:             {:>12.1} ms   (target <= 200 ms)",
                 f(&process, "startup_ms_50_packs")
             );
+        }
+        for h in http.as_array().into_iter().flatten() {
+            crate::bench_http::print(h);
         }
     }
     Ok(0)

@@ -182,7 +182,8 @@ async fn serve_once(exe: &Path, root: &Path, idle: Duration) -> Result<(f64, f64
     Ok((rss_kb / 1024.0, startup))
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+/// Copy the directory tree `from` to `to` (nothing when `from` is not a directory).
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     if !from.is_dir() {
         return Ok(());
     }

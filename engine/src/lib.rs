@@ -8,6 +8,7 @@
 pub mod api;
 pub mod audit;
 pub mod bench;
+pub mod bench_http;
 pub mod bench_pipeline;
 pub mod bus;
 pub mod cli;
