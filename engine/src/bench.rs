@@ -1,4 +1,4 @@
-//! `squall bench`: measures the figures of PRODUCT §7 that the engine core owns, on this
+//! `squall bench`: measures the performance figures (docs/performance.md) that the engine core owns, on this
 //! machine, with real components (rhai, sled with durable flushes, the chain interpreter).
 //! Reports numbers; it asserts nothing.
 

@@ -17,6 +17,7 @@ pub mod executions;
 pub mod expr;
 pub mod k8s;
 pub mod limits;
+pub mod locks;
 pub mod metrics;
 pub mod model;
 pub mod params;

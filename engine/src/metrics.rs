@@ -1,6 +1,7 @@
 //! Prometheus metrics, kept in memory and rendered in the text exposition format for
 //! `GET /metrics`.
 
+use crate::locks::MutexExt;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -47,7 +48,7 @@ fn esc(s: &str) -> String {
 
 impl Metrics {
     fn with(&self, f: impl FnOnce(&mut Inner)) {
-        f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()));
+        f(&mut self.inner.locked());
     }
 
     /// A trigger of `trigger_type` was accepted.
@@ -90,7 +91,7 @@ impl Metrics {
 
     /// The exposition text.
     pub fn render(&self, g: &Gauges) -> String {
-        let i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let i = self.inner.locked();
         let mut o = String::new();
         let _ = writeln!(o, "# HELP squall_triggers_received_total Trigger instances accepted.\n# TYPE squall_triggers_received_total counter");
         for (t, n) in &i.triggers {

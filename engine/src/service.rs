@@ -6,6 +6,7 @@ use crate::audit::Audit;
 use crate::bus::Bus;
 use crate::content::{self, Content, Diagnostics};
 use crate::executions::Engine;
+use crate::locks::RwLockExt;
 use crate::metrics::{Gauges, Metrics};
 use crate::sensors::{Emitter, SensorManager};
 use serde_json::{json, Value as Json};
@@ -134,7 +135,7 @@ impl Service {
                 errors: d.0.iter().map(|p| p.to_string()).collect(),
             },
         };
-        *self.last_reload.write().unwrap_or_else(|e| e.into_inner()) = Some(state);
+        *self.last_reload.write_locked() = Some(state);
         match result {
             Ok(c) => {
                 let c = Arc::new(c);
@@ -173,7 +174,7 @@ impl Service {
             "queue_depth": self.engine.queue_depth(),
             "trigger_queue": self.bus.depth(),
             "auth": if self.tokens.enabled() { "tokens" } else { "off (loopback only)" },
-            "last_reload": *self.last_reload.read().unwrap_or_else(|e| e.into_inner()),
+            "last_reload": *self.last_reload.read_locked(),
         })
     }
 

@@ -1,4 +1,4 @@
-//! `squall bench` end to end on a small load: every figure of PRODUCT §7 that it owns is
+//! `squall bench` end to end on a small load: every figure of docs/performance.md that it owns is
 //! reported as a positive number (the values themselves are machine-dependent and not
 //! asserted), and the run leaves nothing behind in the content root.
 

@@ -1,4 +1,4 @@
-//! PRODUCT §6 durability promises, proved by killing a real `squall serve` with SIGKILL in
+//! The durability promises (docs/executions.md, docs/operations.md), proved by killing a real `squall serve` with SIGKILL in
 //! the middle of work and starting it again: completed tasks are not run again, an
 //! interrupted non-idempotent action is `abandoned` and its workflow follows `on-failure`,
 //! an interrupted idempotent one runs again, and accepted triggers are evaluated once.

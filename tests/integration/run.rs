@@ -5,7 +5,7 @@ use crate::harness::{id, Squall};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-/// Fields every execution record carries (PRODUCT §6).
+/// Fields every execution record carries (docs/executions.md).
 const RECORD_FIELDS: [&str; 14] = [
     "id",
     "action",

@@ -1,4 +1,4 @@
-//! The HTTP API (PRODUCT §5): JSON in and out under `/api/v1`, bearer-token auth with
+//! The HTTP API (docs/api.md): JSON in and out under `/api/v1`, bearer-token auth with
 //! roles, an audit entry for every mutating request (refused ones too), JSON errors, Prometheus `/metrics`, server-sent
 //! events for live output. The documents returned are the ones `-o json` prints.
 

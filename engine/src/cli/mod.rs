@@ -1,4 +1,4 @@
-//! The `squall` command line (PRODUCT §4). Commands are thin: they load content, open the
+//! The `squall` command line (docs/cli.md). Commands are thin: they load content, open the
 //! store and call the same services the API uses.
 
 pub(crate) mod local;

@@ -1,6 +1,6 @@
 //! Remote mode: with `--server URL` (or `SQUALL_SERVER`) every command except the
 //! content-local ones (`validate`, `pack new`, `pack validate`, `bench`, `serve`) goes
-//! through the server's HTTP API (PRODUCT §5). `-o json` prints the server's documents as
+//! through the server's HTTP API (docs/api.md). `-o json` prints the server's documents as
 //! they came; tables look as in local mode.
 
 mod client;

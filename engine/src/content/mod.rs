@@ -1,5 +1,5 @@
 //! Loading and validating the content root: `squall.yaml`, packs, pack configuration,
-//! and the site's `rules/`, `workflows/` and `sensors/` folders (PRODUCT §2).
+//! and the site's `rules/`, `workflows/` and `sensors/` folders (docs/content.md).
 //!
 //! [`load`] reads everything, reports *every* problem as a [`Diagnostic`] with
 //! `path:line:col`, and returns a [`Content`] only when there are none — so a bad edit never

@@ -3,13 +3,14 @@
 //! recording the outcome durably.
 
 use crate::content::{Action, Content};
+use crate::locks::{MutexExt, RwLockExt};
 use crate::model::{now_rfc3339, Execution, Json, OutputChunk, Status};
 use crate::runners::{ActionOutcome, OutputSink, Registry, RunContext};
 use crate::store::{Batch, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod schedule;
@@ -108,9 +109,6 @@ impl SinkState {
     }
 }
 
-/// Live output of running executions, for `execution tail`.
-pub type OutputEvent = (u64, OutputChunk);
-
 /// The execution engine: content, store and runners, shared by the CLI, the API and the
 /// workflow interpreter.
 pub struct Engine {
@@ -118,7 +116,6 @@ pub struct Engine {
     store: Arc<Store>,
     runners: Registry,
     cancels: Mutex<HashMap<String, CancellationToken>>,
-    live: Mutex<HashMap<String, broadcast::Sender<OutputEvent>>>,
     ids: Mutex<ulid::Generator>,
     tap: Mutex<Option<mpsc::UnboundedSender<(String, OutputChunk)>>>,
     workers: Arc<tokio::sync::Semaphore>,
@@ -135,7 +132,6 @@ impl Engine {
             store,
             runners,
             cancels: Mutex::new(HashMap::new()),
-            live: Mutex::new(HashMap::new()),
             ids: Mutex::new(ulid::Generator::new()),
             tap: Mutex::new(None),
             workers: Arc::new(tokio::sync::Semaphore::new(schedule::DEFAULT_WORKERS)),
@@ -146,15 +142,12 @@ impl Engine {
 
     /// The current content (executions keep the snapshot they started with).
     pub fn content(&self) -> Arc<Content> {
-        self.content
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.content.read_locked().clone()
     }
 
     /// Replace the content (hot reload).
     pub fn set_content(&self, content: Arc<Content>) {
-        *self.content.write().unwrap_or_else(|e| e.into_inner()) = content;
+        *self.content.write_locked() = content;
     }
 
     /// The store.
@@ -164,7 +157,7 @@ impl Engine {
 
     /// A new sortable id.
     pub fn new_id(&self) -> String {
-        let mut g = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.ids.locked();
         g.generate()
             .map(|u| u.to_string())
             .unwrap_or_else(|_| ulid::Ulid::new().to_string())
@@ -282,10 +275,7 @@ impl Engine {
         } = p;
         let id = execution.id.clone();
         let cancel = parent_cancel.child_token();
-        self.cancels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), cancel.clone());
+        self.cancels.locked().insert(id.clone(), cancel.clone());
         let deadline = action
             .meta
             .timeout
@@ -305,14 +295,7 @@ impl Engine {
         );
         let (mut execution, outcome) = supervise(run, deadline, &cancel, fallback).await;
         sink.end();
-        self.cancels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        self.cancels.locked().remove(&id);
         let prev = execution.status;
         execution.status = outcome.status;
         let masked = crate::secrets::mask_json(&outcome.result);
@@ -379,7 +362,7 @@ impl Engine {
                 return;
             };
             // Held while storing and publishing: chunks keep their order everywhere.
-            let mut st = state2.lock().unwrap_or_else(|e| e.into_inner());
+            let mut st = state2.locked();
             st.ended = true;
             for (stream, mut masker) in std::mem::take(&mut st.maskers) {
                 let text = masker.finish();
@@ -392,7 +375,7 @@ impl Engine {
                 let Some(engine) = engine.upgrade() else {
                     return;
                 };
-                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut st = state.locked();
                 let text = if st.ended {
                     crate::secrets::mask_str(&data)
                 } else {
@@ -417,11 +400,8 @@ impl Engine {
         if let Err(e) = self.store.put_output(id, *seq, &chunk) {
             tracing::warn!(execution = %id, error = %e, "cannot store output chunk");
         }
-        if let Some(tap) = self.tap.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            let _ = tap.send((id.to_string(), chunk.clone()));
-        }
-        if let Some(tx) = self.live.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
-            let _ = tx.send((*seq, chunk));
+        if let Some(tap) = self.tap.locked().as_ref() {
+            let _ = tap.send((id.to_string(), chunk));
         }
         *seq += 1;
     }
@@ -430,36 +410,13 @@ impl Engine {
     /// prints them live during `squall run`).
     pub fn tap_output(&self) -> mpsc::UnboundedReceiver<(String, OutputChunk)> {
         let (tx, rx) = mpsc::unbounded_channel();
-        *self.tap.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        *self.tap.locked() = Some(tx);
         rx
-    }
-
-    /// Subscribe to the live output of a running execution (`None` when it is not running here).
-    pub fn subscribe_output(&self, id: &str) -> Option<broadcast::Receiver<OutputEvent>> {
-        if !self
-            .cancels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(id)
-        {
-            return None;
-        }
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        Some(
-            live.entry(id.to_string())
-                .or_insert_with(|| broadcast::channel(1024).0)
-                .subscribe(),
-        )
     }
 
     /// Ask a running execution to stop. Returns false when it is not running here.
     pub fn cancel(&self, id: &str) -> bool {
-        match self
-            .cancels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-        {
+        match self.cancels.locked().get(id) {
             Some(t) => {
                 t.cancel();
                 true

@@ -2,6 +2,7 @@
 //! limits, crash recovery at start-up and graceful draining at shutdown.
 
 use super::{Engine, EngineError, Prepared, Request};
+use crate::locks::MutexExt;
 use crate::model::{now_rfc3339, Execution, Status};
 use crate::store::Batch;
 use serde::Serialize;
@@ -66,8 +67,7 @@ impl Engine {
         let engine = self.clone();
         let cancel = CancellationToken::new();
         self.cancels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .insert(p.execution.id.clone(), cancel.clone());
         self.tracker.spawn(async move {
             let id = p.execution.id.clone();
@@ -107,8 +107,7 @@ impl Engine {
     ) -> Option<(OwnedSemaphorePermit, Option<OwnedSemaphorePermit>)> {
         let slot = p.action.meta.concurrency.map(|n| {
             self.action_slots
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .locked()
                 .entry(p.action.reference.clone())
                 .or_insert_with(|| Arc::new(Semaphore::new(n.max(1))))
                 .clone()
@@ -132,10 +131,7 @@ impl Engine {
         e.status = status;
         e.error = Some(why.to_string());
         e.finished_at = Some(now_rfc3339());
-        self.cancels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&e.id);
+        self.cancels.locked().remove(&e.id);
         match self.store.put_execution(Some(prev), &e) {
             Ok(t) => {
                 if let Err(err) = self.store.durable(t).await {
@@ -149,7 +145,7 @@ impl Engine {
     }
 
     /// Bring every execution left unfinished by an earlier process to a definite state
-    /// (PRODUCT §6): workflows resume from their saved cursor; leaf actions that were
+    /// (docs/executions.md): workflows resume from their saved cursor; leaf actions that were
     /// running run again when idempotent, else become `abandoned`; queued ones are queued
     /// again. Children of workflows are handled by their workflow when it resumes.
     ///
@@ -244,13 +240,7 @@ impl Engine {
             .await
             .is_err()
         {
-            let running: Vec<CancellationToken> = self
-                .cancels
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .values()
-                .cloned()
-                .collect();
+            let running: Vec<CancellationToken> = self.cancels.locked().values().cloned().collect();
             tracing::warn!(
                 count = running.len(),
                 "shutdown: canceling executions still running"

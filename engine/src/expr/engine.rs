@@ -1,6 +1,7 @@
 //! The sandboxed rhai engine: limits, construction, captured output and error conversion.
 
 use super::{functions, ExprError};
+use crate::locks::MutexExt;
 use rhai::{Dynamic, Engine, EvalAltResult, OptimizationLevel, ParseError, ParseErrorType};
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -146,7 +147,7 @@ pub(crate) fn script_engine_for(limits: &Limits) -> EngineRef {
     type Cache = Mutex<Vec<(Limits, Arc<Engine>)>>;
     static OTHERS: OnceLock<Cache> = OnceLock::new();
     let others = OTHERS.get_or_init(|| Mutex::new(Vec::new()));
-    let mut others = others.lock().unwrap_or_else(|e| e.into_inner());
+    let mut others = others.locked();
     if let Some((_, engine)) = others.iter().find(|(l, _)| l == limits) {
         return EngineRef::Shared(engine.clone());
     }

@@ -1,6 +1,7 @@
 //! Helper functions for ops, registered on the shared engine, and the regex cache.
 
 use super::convert;
+use crate::locks::RwLockExt;
 use base64::Engine as _;
 use rand::Rng;
 use regex::Regex;
@@ -182,7 +183,7 @@ pub(crate) fn cached_regex(pattern: &str, case_insensitive: bool) -> Result<Rege
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| RwLock::new(HashMap::new()));
     let key = (pattern.to_string(), case_insensitive);
-    if let Some(re) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    if let Some(re) = cache.read_locked().get(&key) {
         return Ok(re.clone());
     }
     let re = regex::RegexBuilder::new(pattern)
@@ -190,7 +191,7 @@ pub(crate) fn cached_regex(pattern: &str, case_insensitive: bool) -> Result<Rege
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|e| format!("invalid regular expression `{pattern}`: {e}"))?;
-    let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
+    let mut cache = cache.write_locked();
     if cache.len() >= REGEX_CACHE_SIZE {
         cache.clear();
     }

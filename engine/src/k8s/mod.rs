@@ -3,6 +3,7 @@
 //! Used by the `kubernetes.watch` sensor and the kubernetes runners.
 
 use crate::content::{expand_home, ClusterSettings, Content};
+use crate::locks::MutexExt;
 use indexmap::IndexMap;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
@@ -95,7 +96,7 @@ async fn client(
 ) -> Result<Client, KubeError> {
     let name = name.unwrap_or(DEFAULT_CLUSTER);
     let src = source(clusters, root, name)?;
-    if let Some(c) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(&src) {
+    if let Some(c) = cache().locked().get(&src) {
         return Ok(c.clone());
     }
     let config = match &src {
@@ -141,10 +142,7 @@ async fn client(
     };
     let client =
         Client::try_from(config).map_err(|e| KubeError(format!("cluster `{name}`: {e}")))?;
-    cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(src, client.clone());
+    cache().locked().insert(src, client.clone());
     Ok(client)
 }
 

@@ -1,5 +1,5 @@
 //! What Squall stores and shows: executions and their statuses, output chunks, trigger
-//! instances and enforcements (PRODUCT §6).
+//! instances and enforcements.
 
 use super::Json;
 use serde::{Deserialize, Serialize};
@@ -97,7 +97,7 @@ pub struct ChildRef {
     pub item: Option<Json>,
 }
 
-/// The stored record of one run of an action (PRODUCT §6).
+/// The stored record of one run of an action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Execution {
     /// Sortable id (ULID).
@@ -180,7 +180,7 @@ pub enum TriggerStatus {
     Processed,
 }
 
-/// One occurrence of a trigger (PRODUCT §6: persisted before it is acknowledged).
+/// One occurrence of a trigger (persisted before it is acknowledged: docs/operations.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TriggerInstance {
     /// Sortable id (ULID).

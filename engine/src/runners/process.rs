@@ -18,6 +18,7 @@
 //!
 //! Linux only (the death signal and `/proc`); elsewhere only the group is signalled.
 
+use crate::locks::MutexExt;
 use crate::store::{ProcessRecord, Store, StoreError};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -374,7 +375,7 @@ fn spawners() -> &'static mpsc::Sender<Job> {
             let started = std::thread::Builder::new()
                 .name(format!("squall-spawner-{i}"))
                 .spawn(move || loop {
-                    let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let next = rx.locked().recv();
                     let Ok(job) = next else {
                         // No sender left (cannot happen: the queue is static). Stay alive.
                         std::thread::park();

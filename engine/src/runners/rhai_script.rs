@@ -30,6 +30,7 @@
 use super::{ActionOutcome, RunContext, Runner};
 use crate::content::Action;
 use crate::expr::{run_script_capturing, ExprError, Script, Vars};
+use crate::locks::MutexExt;
 use crate::model::Json;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -139,7 +140,7 @@ fn load(path: &Path) -> Result<Arc<Script>, String> {
         return Err(format!("script is not a file: {}", path.display()));
     }
     let stamp: Stamp = (meta.modified().ok(), meta.len());
-    if let Some((s, script)) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+    if let Some((s, script)) = cache().locked().get(path) {
         if *s == stamp && stamp.0.is_some() {
             return Ok(script.clone());
         }
@@ -149,8 +150,7 @@ fn load(path: &Path) -> Result<Arc<Script>, String> {
     let script = Script::compile(&source).map_err(|e| syntax_error(path, &e))?;
     let script = Arc::new(script);
     cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .locked()
         .insert(path.to_path_buf(), (stamp, script.clone()));
     Ok(script)
 }

@@ -50,6 +50,7 @@
 use super::process::{Group, ProcessBook, SpawnError};
 use super::{ActionOutcome, RunContext, Runner};
 use crate::content::Action;
+use crate::locks::MutexExt;
 use crate::model::Json;
 use async_trait::async_trait;
 use serde_json::{json, Map};
@@ -387,7 +388,7 @@ impl Capture {
 
 /// Text of a capture, trailing newlines removed, and whether it was cut.
 fn captured_text(capture: &SharedCapture) -> (String, bool) {
-    let c = capture.lock().unwrap_or_else(|e| e.into_inner());
+    let c = capture.locked();
     let text = String::from_utf8_lossy(&c.bytes);
     (text.trim_end_matches(['\n', '\r']).to_string(), c.truncated)
 }
@@ -413,10 +414,7 @@ where
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            capture
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(&buf[..n]);
+            capture.locked().push(&buf[..n]);
             pending.extend_from_slice(&buf[..n]);
             while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=pos).collect();

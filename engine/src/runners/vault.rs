@@ -28,6 +28,7 @@
 use super::kubernetes::Params;
 use super::rest::{config_str, Endpoint, Reply};
 use super::{Outcome, RunContext, Runner};
+use crate::locks::MutexExt;
 use crate::model::Json;
 use reqwest::header::HeaderValue;
 use reqwest::Method;
@@ -166,7 +167,7 @@ impl Vault {
         };
         let key = self.cache_key(mount, role_id);
         if !fresh {
-            let cache = token_cache().lock().unwrap_or_else(|e| e.into_inner());
+            let cache = token_cache().locked();
             if let Some(t) = cache.get(&key) {
                 return Ok(t.clone());
             }
@@ -190,10 +191,7 @@ impl Vault {
             .map(str::to_string)
             .ok_or_else(|| format!("vault: POST {api}: the reply holds no auth.client_token"))?;
         crate::secrets::register(&token);
-        token_cache()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, token.clone());
+        token_cache().locked().insert(key, token.clone());
         Ok(token)
     }
 

@@ -9,6 +9,7 @@
 //! that are neither are forgotten, oldest first, and only when more than the cap are kept.
 
 use super::matcher::Matcher;
+use crate::locks::RwLockExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -83,7 +84,7 @@ impl Registry {
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(|e| e.into_inner())
+        self.inner.write_locked()
     }
 
     /// Remember `value` (or refresh it: it becomes the most recent).
@@ -223,7 +224,7 @@ impl Registry {
 
     /// Whether `value` is known.
     pub fn contains(&self, value: &str) -> bool {
-        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let g = self.inner.read_locked();
         g.entries.contains_key(value)
     }
 
@@ -231,7 +232,7 @@ impl Registry {
     /// call.
     pub fn matcher(&self) -> Arc<Matcher> {
         {
-            let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+            let g = self.inner.read_locked();
             if let Some(m) = &g.matcher {
                 return m.clone();
             }
@@ -247,7 +248,7 @@ impl Registry {
 
     /// Figures about the set.
     pub fn stats(&self) -> Stats {
-        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let g = self.inner.read_locked();
         Stats {
             known: g.entries.len(),
             unpinned: g.lru.len(),

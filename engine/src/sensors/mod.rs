@@ -1,4 +1,4 @@
-//! Sensors: long-running watchers that emit triggers (PRODUCT §3 "Sensor instance").
+//! Sensors: long-running watchers that emit triggers (docs/sensors.md).
 //! One module per sensor type, all behind the [`Sensor`] trait, registered by type name in
 //! [`Registry`]; a sensor instance's `type:` picks one. [`SensorContext`] gives a sensor
 //! what it needs: its config, a way to emit, a persisted checkpoint and a shutdown signal.

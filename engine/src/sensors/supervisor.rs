@@ -9,6 +9,7 @@
 
 use super::{Emitter, Registry, Sensor, SensorContext, SensorEnv};
 use crate::content::{Content, Sensor as SensorInstance};
+use crate::locks::MutexExt;
 use crate::model::Json;
 use crate::store::Store;
 use async_trait::async_trait;
@@ -112,7 +113,7 @@ pub struct SensorManager {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.locked()
 }
 
 impl SensorManager {

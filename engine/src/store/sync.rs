@@ -11,6 +11,7 @@
 //! new files survive too. The store calls it inside its group commit: concurrent writers
 //! share one sync.
 
+use crate::locks::MutexExt;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::File;
@@ -70,7 +71,7 @@ impl Syncer {
     pub(super) fn sync(&self) -> io::Result<()> {
         let i = &self.inner;
         // Held for the whole sync: two syncs never race over the sets of names.
-        let mut seen = i.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = i.seen.locked();
         i.log.sync_data()?;
         let blobs_dir = i.dir.join("blobs");
         let blobs = names(&blobs_dir)?;

@@ -21,6 +21,7 @@
 //! `default` needs no entry at all: without one it is "the default chain, region from the
 //! environment". Clients are built once per account settings and region, and cached.
 
+use crate::locks::MutexExt;
 use crate::model::Json;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -304,7 +305,7 @@ pub async fn connect(
         region.as_deref().unwrap_or(""),
         serde_json::to_string(&acct).unwrap_or_default()
     );
-    if let Some(c) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    if let Some(c) = cache().locked().get(&key) {
         return Ok(c.clone());
     }
     let sdk = sdk_config(&name, &acct, region.as_deref()).await?;
@@ -323,10 +324,7 @@ pub async fn connect(
         rds: aws_sdk_rds::Client::new(&sdk),
         sts: aws_sdk_sts::Client::new(&sdk),
     });
-    cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, aws.clone());
+    cache().locked().insert(key, aws.clone());
     Ok(aws)
 }
 

@@ -6,7 +6,7 @@ use super::{clients, opt_bool, opt_i32, opt_strings, strings, Outcome, Params};
 use crate::model::Json;
 use crate::runners::RunContext;
 use aws_sdk_rds::types::{DbInstance, Filter, Tag};
-use serde_json::{json, Map};
+use serde_json::json;
 
 /// `instance_class` of `create` when none is given.
 pub const DEFAULT_INSTANCE_CLASS: &str = "db.t3.micro";
@@ -349,12 +349,4 @@ async fn delete(ctx: &RunContext) -> Outcome {
             Err(msg)
         }
     }
-}
-
-/// The summaries of `instances` by identifier.
-pub fn by_identifier(instances: &[DbInstance]) -> Map<String, Json> {
-    instances
-        .iter()
-        .filter_map(|i| Some((i.db_instance_identifier()?.to_string(), summary(i))))
-        .collect()
 }

@@ -21,6 +21,7 @@
 use super::wait::{watch_one, Check};
 use super::{api_error, client, manifests, Params, DEFAULT_NAMESPACE};
 use crate::expr::{Template, Vars};
+use crate::locks::MutexExt;
 use crate::model::Json;
 use crate::runners::{ActionOutcome, OutputSink, RunContext, Runner};
 use async_trait::async_trait;
@@ -389,7 +390,7 @@ async fn stream_logs(pods: Api<Pod>, job: String, output: OutputSink, captured: 
             let mut lines = stream.lines();
             while let Ok(Some(line)) = lines.try_next().await {
                 output.emit("stdout", format!("[{name}] {line}\n"));
-                let mut c = captured.lock().unwrap_or_else(|e| e.into_inner());
+                let mut c = captured.locked();
                 let text = c.entry(name.clone()).or_default();
                 if text.len() < MAX_LOG {
                     text.push_str(&line);
@@ -422,11 +423,7 @@ async fn collect_logs(
 ) -> Json {
     let mut out = Map::new();
     for name in names {
-        let streamed = captured
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned();
+        let streamed = captured.locked().get(name).cloned();
         let text = match streamed {
             Some(t) => t,
             None => match pods.logs(name, &LogParams::default()).await {

@@ -8,6 +8,7 @@
 //! first.
 
 use super::signing::Refusal;
+use crate::locks::MutexExt;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
@@ -52,7 +53,7 @@ impl ReplayGuard {
     /// Register `claim` for `sensor` at Unix time `now`; refused when one of its keys is
     /// still remembered.
     pub fn claim(&self, sensor: &str, claim: &Claim, now: i64) -> Result<(), Refusal> {
-        let mut sensors = self.sensors.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sensors = self.sensors.locked();
         let seen = sensors.entry(sensor.to_string()).or_default();
         seen.forget_until(now);
         if let Some((_, what)) = claim
@@ -91,7 +92,7 @@ impl ReplayGuard {
 
     /// Forget `claim` again (its trigger was not accepted).
     pub fn release(&self, sensor: &str, claim: &Claim) {
-        let mut sensors = self.sensors.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sensors = self.sensors.locked();
         if let Some(seen) = sensors.get_mut(sensor) {
             for (key, _) in &claim.keys {
                 if let Some(at) = seen.expiry.remove(key) {
@@ -103,7 +104,7 @@ impl ReplayGuard {
 
     /// Entries remembered for `sensor` (for tests and diagnostics).
     pub fn len(&self, sensor: &str) -> usize {
-        let sensors = self.sensors.lock().unwrap_or_else(|e| e.into_inner());
+        let sensors = self.sensors.locked();
         sensors.get(sensor).map_or(0, |s| s.expiry.len())
     }
 
