@@ -12,29 +12,31 @@ use std::sync::Arc;
 
 /// Writes audit entries.
 pub struct Audit {
-    store: Arc<Store>,
+    store: Arc<dyn Store>,
     stdout: bool,
 }
 
 impl Audit {
     /// An audit trail in `store`, echoed on stdout when `stdout`.
-    pub fn new(store: Arc<Store>, stdout: bool) -> Audit {
+    pub fn new(store: Arc<dyn Store>, stdout: bool) -> Audit {
         Audit { store, stdout }
+    }
+
+    /// An entry to be completed with its outcome and written with the change it records
+    /// (a trigger accepted: the trigger and the entry are one commit, see `bus.rs`).
+    pub fn draft(&self, who: &str, what: &str, target: &str, details: Json) -> Draft {
+        Draft {
+            who: who.to_string(),
+            what: what.to_string(),
+            target: target.to_string(),
+            details,
+            echo: self.stdout,
+        }
     }
 
     /// Record one event. `details` and `outcome` are masked here.
     pub async fn record(&self, who: &str, what: &str, target: &str, details: Json, outcome: &str) {
-        let entry = audit_entry(
-            &now_rfc3339(),
-            who,
-            what,
-            &crate::secrets::mask_str(target),
-            crate::secrets::mask_json(&details),
-            &crate::secrets::mask_str(outcome),
-        );
-        if self.stdout {
-            echo(&entry);
-        }
+        let entry = self.draft(who, what, target, details).entry(outcome);
         let id = ulid::Ulid::new().to_string();
         match self.store.put_audit(&id, &entry) {
             Ok(t) => {
@@ -44,6 +46,34 @@ impl Audit {
             }
             Err(e) => tracing::error!(error = %e, "audit entry not stored"),
         }
+    }
+}
+
+/// An audit entry waiting for its outcome.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    who: String,
+    what: String,
+    target: String,
+    details: Json,
+    echo: bool,
+}
+
+impl Draft {
+    /// The entry with `outcome`, masked, and printed on stdout when the trail is echoed.
+    pub fn entry(&self, outcome: &str) -> Json {
+        let entry = audit_entry(
+            &now_rfc3339(),
+            &self.who,
+            &self.what,
+            &crate::secrets::mask_str(&self.target),
+            crate::secrets::mask_json(&self.details),
+            &crate::secrets::mask_str(outcome),
+        );
+        if self.echo {
+            echo(&entry);
+        }
+        entry
     }
 }
 

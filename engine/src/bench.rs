@@ -8,7 +8,7 @@ use crate::executions::{Engine, Request};
 use crate::model::{Json, RuleSpec, Status};
 use crate::rules::{Rule, TriggerContext};
 use crate::runners::Registry;
-use crate::store::Store;
+use crate::store::SledStore;
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
@@ -59,7 +59,7 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
     write_content(dir.path(), args.chain_tasks, args.with_items)?;
     let content =
         Arc::new(crate::content::load(dir.path()).map_err(|d| Failure::Failed(d.to_string()))?);
-    let store = Arc::new(Store::open(&dir.path().join(".squall"), None)?);
+    let store = Arc::new(SledStore::open(&dir.path().join(".squall"), None)?);
     let engine = Engine::new(content, store, Registry::builtin());
     let execs = bench_executions(&engine, args.executions, args.concurrency).await?;
     let chain = bench_workflow(&engine, "bench.chain", args.chain_tasks).await?;

@@ -6,7 +6,7 @@
 
 use crate::cli::local::Failure;
 use crate::model::{Json, Status};
-use crate::store::{ListFilter, Store};
+use crate::store::{ListFilter, SledStore};
 use serde_json::json;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -91,7 +91,7 @@ async fn one(root: &Path, conns: usize, load: Duration) -> Result<Json, Failure>
     let peak_rss = (peak_kb.load(Ordering::Relaxed) as f64 / 1024.0).max(after_rss);
     server.stop().await?;
 
-    let store = Store::open(&data, None)?;
+    let store = SledStore::open(&data, None)?;
     let succeeded = store
         .list_executions(&ListFilter {
             status: Some(Status::Succeeded),

@@ -1,6 +1,7 @@
 //! Whole-pipeline figures for `squall bench`: trigger → rule → execution latency at a fixed
 //! offered load, and figures of a real `squall serve` process (idle memory, start-up time).
 
+use crate::bus::Bus;
 use crate::cli::local::Failure;
 use crate::executions::Engine;
 use crate::metrics::Metrics;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 /// a no-op execution. Latency is from the trigger's acceptance time to the execution's
 /// start time, both as recorded in the store.
 pub async fn latency(engine: &Arc<Engine>, rate: u64, seconds: u64) -> Result<Json, Failure> {
-    let bus = crate::bus::Bus::start(
+    let bus = crate::bus::LocalBus::start(
         engine.clone(),
         Arc::new(Metrics::default()),
         crate::bus::DEFAULT_CAPACITY,
@@ -29,7 +30,7 @@ pub async fn latency(engine: &Arc<Engine>, rate: u64, seconds: u64) -> Result<Js
         tokio::time::sleep_until(due.into()).await;
         let bus = bus.clone();
         handles.push(tokio::spawn(async move {
-            bus.emit("bench.load", json!({"n": n}), "bench")
+            bus.accept("bench.load", json!({"n": n}), "bench", None)
                 .await
                 .map(|t| t.id)
         }));

@@ -1,19 +1,36 @@
 //! The trigger bus: accepts trigger instances (persisting each durably before saying yes),
-//! queues them in a bounded channel, and evaluates each against the rules that listen to
-//! its type, creating enforcements and submitting executions.
+//! queues them, and evaluates each against the rules that listen to its type, creating
+//! enforcements and executions.
+//!
+//! The [`Bus`] trait is the seam; [`LocalBus`] is the embedded implementation (sled store,
+//! a bounded in-process queue). The path of one event costs one durable commit per step:
+//! - **accepted**: the trigger instance and the audit entry of the request that brought it
+//!   (see [`Bus::accept`]), then the reply;
+//! - **finished**: for an idempotent leaf action, the execution's record, its index
+//!   entries, its audit entry, the enforcement that asked for it and (last) the trigger
+//!   marked `processed` are one commit when the execution ends. Other actions keep a
+//!   durable `scheduled` record first (docs/executions.md).
+//!
+//! Nothing is read back: the queue carries the trigger itself.
 
-use crate::executions::{Engine, EngineError, Request};
+use crate::audit::Draft;
+use crate::executions::{Engine, EngineError, Finish, Request};
 use crate::metrics::Metrics;
 use crate::model::{now_rfc3339, Enforcement, Json, TriggerInstance, TriggerStatus};
 use crate::rules::TriggerContext;
 use crate::sensors::Emitter;
+use crate::store::Batch;
 use async_trait::async_trait;
 use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
 
 /// Triggers waiting for evaluation before emitters are told to back off.
 pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// Triggers evaluated at once.
+const EVALUATION_SLOTS: usize = 64;
 
 /// Why a trigger was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -35,19 +52,47 @@ pub enum BusError {
     Task(String),
 }
 
-/// The in-process trigger bus.
-pub struct Bus {
-    tx: mpsc::Sender<String>,
+/// Accepts trigger instances and has them evaluated against the rules.
+#[async_trait]
+pub trait Bus: Emitter {
+    /// Accept one trigger: durable before this returns `Ok`, then evaluated. `audit` is
+    /// the entry of the request that brought it, completed with `accepted <id>` and made
+    /// durable in the same commit as the trigger. Fails fast when the queue is full.
+    async fn accept(
+        &self,
+        trigger_type: &str,
+        payload: Json,
+        source: &str,
+        audit: Option<Draft>,
+    ) -> Result<TriggerInstance, BusError>;
+
+    /// Queue again every trigger an earlier process accepted but did not evaluate.
+    async fn requeue_pending(&self) -> Result<usize, BusError>;
+
+    /// Triggers waiting for evaluation.
+    fn depth(&self) -> usize;
+}
+
+/// A trigger waiting for evaluation; `fresh` unless it was requeued after a restart (only
+/// then can a rule already have asked for an execution).
+struct Queued {
+    trigger: TriggerInstance,
+    fresh: bool,
+}
+
+/// The embedded trigger bus: a bounded in-process queue over the sled store.
+pub struct LocalBus {
+    tx: mpsc::Sender<Queued>,
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
     capacity: usize,
 }
 
-impl Bus {
+impl LocalBus {
     /// Start the bus and its evaluation loop.
-    pub fn start(engine: Arc<Engine>, metrics: Arc<Metrics>, capacity: usize) -> Arc<Bus> {
+    pub fn start(engine: Arc<Engine>, metrics: Arc<Metrics>, capacity: usize) -> Arc<LocalBus> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        let bus = Arc::new(Bus {
+        let bus = Arc::new(LocalBus {
             tx,
             engine: engine.clone(),
             metrics: metrics.clone(),
@@ -56,19 +101,22 @@ impl Bus {
         tokio::spawn(evaluate_loop(engine, metrics, rx));
         bus
     }
+}
 
-    /// Accept one trigger: persisted durably, then queued. Fails fast when the queue is full.
-    ///
+#[async_trait]
+impl Bus for LocalBus {
     /// Once a queue slot is reserved, the persist-and-enqueue work runs in a task of its
     /// own: dropping the returned future (an HTTP client that went away, a sensor stopped
     /// at shutdown) cannot leave a stored trigger `pending` and unqueued. When the trigger
-    /// cannot be made durable, its record is removed again and the caller gets the error,
-    /// so a trigger is either accepted and queued, or refused and not stored.
-    pub async fn emit(
+    /// cannot be made durable, its record (and audit entry) is removed again and the caller
+    /// gets the error, so a trigger is either accepted and queued, or refused and not
+    /// stored.
+    async fn accept(
         &self,
         trigger_type: &str,
         payload: Json,
         source: &str,
+        audit: Option<Draft>,
     ) -> Result<TriggerInstance, BusError> {
         if !valid_type(trigger_type) {
             return Err(BusError::BadType(trigger_type.to_string()));
@@ -88,56 +136,72 @@ impl Bus {
             status: TriggerStatus::Pending,
             enforcements: Vec::new(),
         };
+        crate::store::check_trigger(&t)?;
         let engine = self.engine.clone();
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let store = engine.store();
-            let ticket = store.put_trigger(&t)?;
+            let mut batch = Batch::default();
+            batch.trigger(&t);
+            let audit_id = audit.map(|draft| {
+                let id = ulid::Ulid::new().to_string();
+                batch.audit(id.clone(), &draft.entry(&format!("accepted {}", t.id)));
+                id
+            });
+            let ticket = store.commit(batch)?;
             if let Err(e) = store.durable(ticket).await {
-                // Not acknowledged: take the record back so no one finds it `pending`.
-                if let Err(del) = store.delete_trigger(&t.id) {
+                // Not acknowledged: take the records back so no one finds it `pending`.
+                let removed = store
+                    .delete_trigger(&t.id)
+                    .and_then(|()| audit_id.map_or(Ok(()), |a| store.delete_audit(&a)));
+                if let Err(del) = removed {
                     tracing::error!(trigger_instance = %t.id, error = %del,
                         "a trigger that could not be made durable could not be removed either; queueing it");
-                    permit.send(t.id.clone());
+                    permit.send(Queued { trigger: t, fresh: true });
                 }
                 return Err(BusError::Store(e));
             }
             metrics.trigger_received(&t.trigger);
-            permit.send(t.id.clone());
+            permit.send(Queued {
+                trigger: t.clone(),
+                fresh: true,
+            });
             Ok(t)
         })
         .await
         .map_err(|e| BusError::Task(e.to_string()))?
     }
 
-    /// Queue again every trigger an earlier process accepted but did not evaluate.
-    pub async fn requeue_pending(&self) -> Result<usize, BusError> {
+    async fn requeue_pending(&self) -> Result<usize, BusError> {
         // Unreadable records are logged and left out (`squall store check` lists them).
         let pending = self.engine.store().pending_triggers()?;
         let n = pending.len();
-        for t in pending {
-            if self.tx.send(t.id).await.is_err() {
+        for trigger in pending {
+            let queued = Queued {
+                trigger,
+                fresh: false,
+            };
+            if self.tx.send(queued).await.is_err() {
                 break;
             }
         }
         Ok(n)
     }
 
-    /// Triggers waiting for evaluation.
-    pub fn depth(&self) -> usize {
+    fn depth(&self) -> usize {
         self.capacity - self.tx.capacity()
     }
 }
 
 #[async_trait]
-impl Emitter for Bus {
+impl Emitter for LocalBus {
     async fn emit(
         &self,
         trigger_type: &str,
         payload: Json,
         source: &str,
     ) -> Result<String, String> {
-        Bus::emit(self, trigger_type, payload, source)
+        self.accept(trigger_type, payload, source, None)
             .await
             .map(|t| t.id)
             .map_err(|e| e.to_string())
@@ -149,17 +213,20 @@ pub fn valid_type(t: &str) -> bool {
     !t.is_empty() && t.len() <= 200 && t.split('.').all(crate::model::valid_name)
 }
 
-async fn evaluate_loop(engine: Arc<Engine>, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<String>) {
-    // Evaluate several triggers at once so their store flushes are shared.
-    let slots = Arc::new(Semaphore::new(64));
-    while let Some(id) = rx.recv().await {
+async fn evaluate_loop(engine: Arc<Engine>, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Queued>) {
+    // Evaluate several triggers at once so their store flushes are shared. An evaluation
+    // holds its slot until each execution it starts has a worker: a busy pool slows the
+    // queue down (and, when it is full, the emitters) instead of piling up work in memory.
+    let slots = Arc::new(Semaphore::new(EVALUATION_SLOTS));
+    while let Some(q) = rx.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
         };
-        let engine = engine.clone();
+        let engine2 = engine.clone();
         let metrics = metrics.clone();
-        tokio::spawn(async move {
-            if let Err(e) = evaluate(&engine, &metrics, &id).await {
+        engine.track(async move {
+            let id = q.trigger.id.clone();
+            if let Err(e) = evaluate(&engine2, &metrics, q.trigger, q.fresh).await {
                 tracing::error!(trigger_instance = %id, error = %e, "trigger evaluation failed");
             }
             drop(permit);
@@ -167,11 +234,14 @@ async fn evaluate_loop(engine: Arc<Engine>, metrics: Arc<Metrics>, mut rx: mpsc:
     }
 }
 
-/// Evaluate trigger instance `id` against the rules for its type.
-pub async fn evaluate(engine: &Arc<Engine>, metrics: &Metrics, id: &str) -> Result<(), BusError> {
-    let Some(mut t) = engine.store().get_trigger(id)? else {
-        return Ok(());
-    };
+/// Evaluate trigger instance `t` against the rules for its type. `fresh`: accepted by
+/// this process (no rule can have asked for an execution for it yet).
+pub async fn evaluate(
+    engine: &Arc<Engine>,
+    metrics: &Metrics,
+    mut t: TriggerInstance,
+    fresh: bool,
+) -> Result<(), BusError> {
     if t.status == TriggerStatus::Processed {
         return Ok(());
     }
@@ -179,14 +249,19 @@ pub async fn evaluate(engine: &Arc<Engine>, metrics: &Metrics, id: &str) -> Resu
     let event =
         json!({"id": t.id, "type": t.trigger, "source": t.source, "occurred_at": t.occurred_at});
     let mut ctx = TriggerContext::new(&t.payload, &event);
+    // Written now: enforcements that failed or whose execution has a durable record.
+    let mut batch = Batch::default();
+    // Executions that run unrecorded, with their enforcements: written when each ends.
+    let mut unrecorded = Vec::new();
     for rule in content.rule_index.for_trigger(&t.trigger) {
         let outcome = match rule.matches(&mut ctx) {
             Ok(false) => continue,
             Ok(true)
-                if engine
-                    .store()
-                    .execution_for(&t.id, &rule.reference)?
-                    .is_some() =>
+                if !fresh
+                    && engine
+                        .store()
+                        .execution_for(&t.id, &rule.reference)?
+                        .is_some() =>
             {
                 // Requested before a crash; the execution itself is recovered on its own.
                 continue;
@@ -201,8 +276,13 @@ pub async fn evaluate(engine: &Arc<Engine>, metrics: &Metrics, id: &str) -> Resu
                         requested_by: Some(format!("rule:{}", rule.reference)),
                         ..Default::default()
                     };
-                    match engine.submit(req).await {
-                        Ok(e) => Ok(e.id),
+                    match engine.prepare(&req) {
+                        Ok(p) if p.may_run_unrecorded() => Ok(Err(p)),
+                        Ok(p) => match engine.submit_prepared(p).await {
+                            Ok(e) => Ok(Ok(e.id)),
+                            Err(EngineError::Store(s)) => return Err(s.into()),
+                            Err(e) => Err(e.to_string()),
+                        },
                         Err(EngineError::Store(s)) => return Err(s.into()),
                         Err(e) => Err(e.to_string()),
                     }
@@ -211,23 +291,56 @@ pub async fn evaluate(engine: &Arc<Engine>, metrics: &Metrics, id: &str) -> Resu
             },
             Err(e) => Err(e),
         };
+        let (execution, waiting) = match outcome {
+            Ok(Ok(id)) => (Ok(id), None),
+            Ok(Err(p)) => (Ok(p.execution.id.clone()), Some(p)),
+            Err(e) => (Err(e), None),
+        };
         let enforcement = Enforcement {
             id: engine.new_id(),
             trigger_instance: t.id.clone(),
             rule: rule.reference.clone(),
-            execution: outcome.as_ref().ok().cloned(),
-            error: outcome.as_ref().err().map(|e| crate::secrets::mask_str(e)),
+            execution: execution.as_ref().ok().cloned(),
+            error: execution
+                .as_ref()
+                .err()
+                .map(|e| crate::secrets::mask_str(e)),
             created_at: now_rfc3339(),
         };
         if let Some(err) = &enforcement.error {
             tracing::warn!(rule = %rule.reference, trigger_instance = %t.id, error = %err, "rule enforcement failed");
         }
         metrics.enforcement(&rule.reference, enforcement.error.is_none());
-        engine.store().put_enforcement(&enforcement)?;
-        t.enforcements.push(enforcement.id);
+        t.enforcements.push(enforcement.id.clone());
+        match waiting {
+            Some(p) => unrecorded.push((p, enforcement)),
+            None => batch.enforcement(&enforcement),
+        }
     }
     t.status = TriggerStatus::Processed;
-    let ticket = engine.store().put_trigger(&t)?;
-    engine.store().durable(ticket).await?;
+    // No durable wait: a trigger whose `processed` mark is lost is evaluated again after a
+    // restart and finds the executions its rules already asked for.
+    if unrecorded.is_empty() {
+        batch.trigger(&t);
+        engine.store().commit(batch)?;
+        return Ok(());
+    }
+    if !batch.is_empty() {
+        engine.store().commit(batch)?;
+    }
+    // The last execution to end marks the trigger processed in its own final commit, after
+    // every record the trigger caused.
+    let remaining = Arc::new(AtomicUsize::new(unrecorded.len()));
+    let t = Arc::new(t);
+    for (p, enforcement) in unrecorded {
+        let (remaining, t) = (remaining.clone(), t.clone());
+        let finish: Finish = Box::new(move |b: &mut Batch| {
+            b.enforcement(&enforcement);
+            if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                b.trigger(&t);
+            }
+        });
+        engine.run_unrecorded(p, finish).await;
+    }
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use crate::api::auth::Tokens;
 use crate::audit::Audit;
-use crate::bus::Bus;
+use crate::bus::{Bus, LocalBus};
 use crate::content::{self, Content, Diagnostics};
 use crate::executions::Engine;
 use crate::locks::RwLockExt;
@@ -30,7 +30,7 @@ pub struct Service {
     /// The execution engine.
     pub engine: Arc<Engine>,
     /// The trigger bus.
-    pub bus: Arc<Bus>,
+    pub bus: Arc<dyn Bus>,
     /// Running sensors.
     pub sensors: SensorManager,
     /// Counters for `/metrics`.
@@ -58,7 +58,7 @@ impl Service {
     ) -> Result<Arc<Service>, String> {
         let content = engine.content();
         let metrics = Arc::new(Metrics::default());
-        let bus = Bus::start(
+        let bus: Arc<dyn Bus> = LocalBus::start(
             engine.clone(),
             metrics.clone(),
             content

@@ -187,7 +187,7 @@ fn parameters_and_results_too_deep_are_refused_with_the_limit_and_the_path() {
 
 /// Write raw bytes under `key` of `tree` in the data dir (no server running).
 fn plant(sq: &Squall, tree: &str, key: &str, value: &[u8]) {
-    let store = squall::store::Store::open(&sq.data(), None).expect("open the store");
+    let store = squall::store::SledStore::open(&sq.data(), None).expect("open the store");
     store
         .db()
         .open_tree(tree)

@@ -132,7 +132,7 @@ struct Stored {
 }
 
 fn stored(sq: &Squall) -> Stored {
-    let store = squall::store::Store::open(&sq.data(), None).expect("open the store");
+    let store = squall::store::SledStore::open(&sq.data(), None).expect("open the store");
     let all = store
         .list_executions(&squall::store::ListFilter::default())
         .expect("list executions")

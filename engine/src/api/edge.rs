@@ -41,6 +41,20 @@ pub async fn audit(
     s.audit.record(who, what, target, details, outcome).await;
 }
 
+/// A draft of the current request's audit entry, to be written by the change it records
+/// (a trigger accepted: see [`crate::bus::Bus::accept`]). The request counts as audited:
+/// when the change fails, the handler audits the refusal with [`audit`].
+pub fn draft(
+    s: &AppState,
+    who: &str,
+    what: &str,
+    target: &str,
+    details: Value,
+) -> crate::audit::Draft {
+    let _ = AUDITED.try_with(|flag| flag.store(true, Ordering::SeqCst));
+    s.audit.draft(who, what, target, details)
+}
+
 /// Whether `method` on `path` changes something (and so is audited).
 fn mutating(method: &Method, path: &str) -> bool {
     matches!(

@@ -293,23 +293,27 @@ pub async fn emit_trigger(
             "unknown trigger type `{trigger}`: no rule or sensor uses it (known: {list})"
         )));
     }
+    let draft = super::edge::draft(&s, &caller.name, "trigger.emit", &trigger, json!({}));
     let result = s
         .bus
-        .emit(&trigger, payload, &format!("api:{}", caller.name))
+        .accept(
+            &trigger,
+            payload,
+            &format!("api:{}", caller.name),
+            Some(draft),
+        )
         .await;
-    let outcome = match &result {
-        Ok(t) => format!("accepted {}", t.id),
-        Err(e) => format!("rejected: {e}"),
-    };
-    super::edge::audit(
-        &s,
-        &caller.name,
-        "trigger.emit",
-        &trigger,
-        json!({}),
-        &outcome,
-    )
-    .await;
+    if let Err(e) = &result {
+        super::edge::audit(
+            &s,
+            &caller.name,
+            "trigger.emit",
+            &trigger,
+            json!({}),
+            &format!("rejected: {e}"),
+        )
+        .await;
+    }
     accepted(result)
 }
 
@@ -382,26 +386,36 @@ pub async fn webhook(
         .trigger
         .clone()
         .unwrap_or_else(|| "core.webhook".to_string());
-    let result = s.bus.emit(&trigger, payload, &sensor.reference).await;
-    if result.is_ok() {
-        s.sensors.record_event(&sensor.reference);
-        if let Some(h) = held {
-            h.keep();
-        }
-    }
-    let outcome = match &result {
-        Ok(t) => format!("accepted {}", t.id),
-        Err(e) => format!("rejected: {e}"),
-    };
-    super::edge::audit(
+    let draft = super::edge::draft(
         &s,
         &who,
         "webhook",
         &path,
         json!({"sensor": sensor.reference}),
-        &outcome,
-    )
-    .await;
+    );
+    let result = s
+        .bus
+        .accept(&trigger, payload, &sensor.reference, Some(draft))
+        .await;
+    match &result {
+        Ok(_) => {
+            s.sensors.record_event(&sensor.reference);
+            if let Some(h) = held {
+                h.keep();
+            }
+        }
+        Err(e) => {
+            super::edge::audit(
+                &s,
+                &who,
+                "webhook",
+                &path,
+                json!({"sensor": sensor.reference}),
+                &format!("rejected: {e}"),
+            )
+            .await;
+        }
+    }
     accepted(result)
 }
 

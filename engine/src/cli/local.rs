@@ -8,7 +8,7 @@ use crate::content::{self, Content};
 use crate::executions::{Engine, Request};
 use crate::model::{Json, Status};
 use crate::runners::Registry;
-use crate::store::{ListFilter, Store};
+use crate::store::{ListFilter, SledStore};
 use serde_json::json;
 use std::io::Read;
 use std::sync::Arc;
@@ -104,7 +104,7 @@ pub fn engine(cli: &Cli, content: Arc<Content>) -> Result<Arc<Engine>, Failure> 
         .key_file
         .as_ref()
         .map(|k| content.root.join(content::expand_home(k)));
-    let store = Store::open(&dir, key.as_deref())?;
+    let store = SledStore::open(&dir, key.as_deref())?;
     Ok(Engine::new(content, Arc::new(store), Registry::builtin()))
 }
 

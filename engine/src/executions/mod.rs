@@ -20,6 +20,15 @@ pub use schedule::{Recovery, DEFAULT_WORKERS};
 /// recorded as stopped anyway.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// How long an execution whose start is not recorded (see [`Prepared::stored`]) runs
+/// before its `running` record is written anyway, so that longer runs show up in
+/// listings and can be canceled by id while they run.
+const SHOW_RUNNING_AFTER: Duration = Duration::from_millis(20);
+
+/// Extra writes for the commit that records an execution's end (the enforcement that
+/// asked for it, the trigger it settles): one commit per finished execution.
+pub type Finish = Box<dyn FnOnce(&mut Batch) + Send>;
+
 /// Why an execution could not be created or run.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -84,6 +93,21 @@ pub struct Prepared {
     pub parameters: Json,
     /// The action.
     pub action: Arc<Action>,
+    /// Whether the record is already in the store. An execution that may run unrecorded
+    /// ([`Prepared::may_run_unrecorded`]) is written once, when it ends (or after
+    /// [`SHOW_RUNNING_AFTER`] if it runs longer).
+    pub stored: bool,
+}
+
+impl Prepared {
+    /// Whether this execution may start without a record in the store: an idempotent leaf
+    /// action. A crash before its final record is durable loses nothing the promises keep:
+    /// its trigger is still `pending` and is evaluated again, and an idempotent action may
+    /// run again. A workflow always has a record first (it resumes from its state), and a
+    /// non-idempotent action's start must be durable before it runs.
+    pub fn may_run_unrecorded(&self) -> bool {
+        self.action.meta.idempotent && self.action.workflow.is_none()
+    }
 }
 
 /// The engine's output sink of one execution: chunk numbering and, per stream, the text
@@ -113,7 +137,7 @@ impl SinkState {
 /// workflow interpreter.
 pub struct Engine {
     content: RwLock<Arc<Content>>,
-    store: Arc<Store>,
+    store: Arc<dyn Store>,
     runners: Registry,
     cancels: Mutex<HashMap<String, CancellationToken>>,
     ids: Mutex<ulid::Generator>,
@@ -125,7 +149,7 @@ pub struct Engine {
 
 impl Engine {
     /// An engine over loaded content and an open store.
-    pub fn new(content: Arc<Content>, store: Arc<Store>, runners: Registry) -> Arc<Engine> {
+    pub fn new(content: Arc<Content>, store: Arc<dyn Store>, runners: Registry) -> Arc<Engine> {
         runners.bind(&store);
         Arc::new(Engine {
             content: RwLock::new(content),
@@ -151,7 +175,7 @@ impl Engine {
     }
 
     /// The store.
-    pub fn store(&self) -> &Arc<Store> {
+    pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
@@ -192,6 +216,7 @@ impl Engine {
             execution,
             parameters: params,
             action,
+            stored: false,
         })
     }
 
@@ -227,23 +252,32 @@ impl Engine {
         }
     }
 
-    /// Add a prepared record (and its sealed parameters, when they hold secrets) to `batch`.
-    pub fn stage(&self, batch: &mut Batch, p: &Prepared) {
-        batch.execution(None, &p.execution);
-        if p.execution.parameters != p.parameters {
-            self.store
-                .seal_params(batch, &p.execution.id, &p.parameters);
+    /// Add a prepared record (and its sealed parameters, when they hold secrets) to `batch`;
+    /// the record counts as stored from now on.
+    pub fn stage(&self, batch: &mut Batch, p: &mut Prepared) {
+        self.stage_record(batch, None, &p.execution, &p.parameters);
+        p.stored = true;
+    }
+
+    /// Add record `e` (moving from status `prev`, `None` for a new record) and, for a new
+    /// record whose parameters hold secrets, the sealed parameters.
+    fn stage_record(&self, batch: &mut Batch, prev: Option<Status>, e: &Execution, params: &Json) {
+        batch.execution(prev, e);
+        if prev.is_none() && e.parameters != *params {
+            self.store.seal_params(batch, &e.id, params);
         }
     }
 
     /// Create and run an execution to the end.
     pub async fn execute(self: &Arc<Self>, req: Request) -> Result<Execution, EngineError> {
-        let p = self.prepare(&req)?;
-        let mut b = Batch::default();
-        self.stage(&mut b, &p);
-        let t = self.store.commit(b)?;
-        if must_record_start(&p) {
-            self.store.durable(t).await?;
+        let mut p = self.prepare(&req)?;
+        if !p.may_run_unrecorded() {
+            let mut b = Batch::default();
+            self.stage(&mut b, &mut p);
+            let t = self.store.commit(b)?;
+            if must_record_start(&p) {
+                self.store.durable(t).await?;
+            }
         }
         self.run_prepared(p, CancellationToken::new()).await
     }
@@ -268,10 +302,23 @@ impl Engine {
         p: Prepared,
         parent_cancel: CancellationToken,
     ) -> Result<(Execution, Json), EngineError> {
+        self.run_to_end(p, parent_cancel, None).await
+    }
+
+    /// Run `p` to its end and record the end durably, with `finish`'s writes in the same
+    /// commit. An unstored record is written only then (or once it has run for
+    /// [`SHOW_RUNNING_AFTER`]).
+    pub(crate) async fn run_to_end(
+        self: &Arc<Self>,
+        p: Prepared,
+        parent_cancel: CancellationToken,
+        finish: Option<Finish>,
+    ) -> Result<(Execution, Json), EngineError> {
         let Prepared {
             execution,
             parameters,
             action,
+            stored,
         } = p;
         let id = execution.id.clone();
         let cancel = parent_cancel.child_token();
@@ -286,6 +333,8 @@ impl Engine {
         let _secrets = crate::secrets::hold(&parameters);
         crate::params::register_secrets(&action.meta.parameters, &parameters);
         let sink = self.output_sink(&id);
+        // What writing the record later needs, when it is not stored yet.
+        let unstored = (!stored).then(|| (execution.clone(), parameters.clone()));
         let run = self.dispatch(
             execution,
             parameters,
@@ -293,10 +342,29 @@ impl Engine {
             cancel.clone(),
             sink.clone(),
         );
-        let (mut execution, outcome) = supervise(run, deadline, &cancel, fallback).await;
+        let supervised = supervise(run, deadline, &cancel, fallback);
+        tokio::pin!(supervised);
+        // The status the store holds for this execution (`None`: not stored yet).
+        let mut in_store = stored.then_some(());
+        let (mut execution, outcome) = match &unstored {
+            None => supervised.await,
+            Some((record, params)) => tokio::select! {
+                biased;
+                done = &mut supervised => done,
+                _ = tokio::time::sleep(SHOW_RUNNING_AFTER) => {
+                    let mut b = Batch::default();
+                    self.stage_record(&mut b, None, record, params);
+                    match self.store.commit(b) {
+                        Ok(_) => in_store = Some(()),
+                        Err(e) => tracing::warn!(execution = %id, error = %e, "cannot show the running execution"),
+                    }
+                    supervised.await
+                }
+            },
+        };
         sink.end();
         self.cancels.locked().remove(&id);
-        let prev = execution.status;
+        let prev = in_store.map(|()| execution.status);
         execution.status = outcome.status;
         let masked = crate::secrets::mask_json(&outcome.result);
         let mut batch = Batch::default();
@@ -309,7 +377,11 @@ impl Engine {
         execution.result = Some(masked);
         execution.error = outcome.error.as_deref().map(crate::secrets::mask_str);
         execution.finished_at = Some(now_rfc3339());
-        batch.execution(Some(prev), &execution);
+        let params = unstored.as_ref().map_or(&Json::Null, |(_, p)| p);
+        self.stage_record(&mut batch, prev, &execution, params);
+        if let Some(finish) = finish {
+            finish(&mut batch);
+        }
         let t = self.store.commit(batch)?;
         self.store.durable(t).await?;
         if action.workflow.is_some() {

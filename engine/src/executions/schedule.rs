@@ -1,7 +1,7 @@
 //! Asynchronous submission (`squall serve`): a bounded worker pool, per-action concurrency
 //! limits, crash recovery at start-up and graceful draining at shutdown.
 
-use super::{Engine, EngineError, Prepared, Request};
+use super::{Engine, EngineError, Finish, Prepared, Request};
 use crate::locks::MutexExt;
 use crate::model::{now_rfc3339, Execution, Status};
 use crate::store::Batch;
@@ -50,11 +50,19 @@ impl Engine {
     /// Record an execution as `scheduled` (durably) and run it when a worker and the
     /// action's concurrency slot are free. Returns the scheduled record.
     pub async fn submit(self: &Arc<Self>, req: Request) -> Result<Execution, EngineError> {
-        let mut p = self.prepare(&req)?;
+        let p = self.prepare(&req)?;
+        self.submit_prepared(p).await
+    }
+
+    /// [`Engine::submit`] for a request already prepared.
+    pub async fn submit_prepared(
+        self: &Arc<Self>,
+        mut p: Prepared,
+    ) -> Result<Execution, EngineError> {
         p.execution.status = Status::Scheduled;
         p.execution.started_at = None;
         let mut b = Batch::default();
-        self.stage(&mut b, &p);
+        self.stage(&mut b, &mut p);
         let t = self.store.commit(b)?;
         self.store.durable(t).await?;
         let record = p.execution.clone();
@@ -97,6 +105,36 @@ impl Engine {
                 tracing::error!(execution = %id, error = %e, "execution could not be recorded");
             }
         });
+    }
+
+    /// Run `p` (one that [may run unrecorded](Prepared::may_run_unrecorded)) once a worker
+    /// and the action's concurrency slot are free: waits for them (the caller's
+    /// backpressure), then runs in the background. Its record is written once, when it
+    /// ends, with `finish`'s writes.
+    pub(crate) async fn run_unrecorded(self: &Arc<Self>, p: Prepared, finish: Finish) {
+        let cancel = CancellationToken::new();
+        let Some(permits) = self.acquire(&p, &cancel).await else {
+            return;
+        };
+        let engine = self.clone();
+        self.tracker.spawn(async move {
+            let _permits = permits;
+            let mut p = p;
+            let id = p.execution.id.clone();
+            p.execution.status = Status::Running;
+            p.execution.started_at = Some(now_rfc3339());
+            if let Err(e) = engine.run_to_end(p, cancel, Some(finish)).await {
+                tracing::error!(execution = %id, error = %e, "execution could not be recorded");
+            }
+        });
+    }
+
+    /// Run `fut` as tracked work: [`Engine::drain`] waits for it at shutdown.
+    pub(crate) fn track<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tracker.spawn(fut);
     }
 
     /// A worker permit and, when the action limits concurrency, one of its slots.
@@ -186,6 +224,7 @@ impl Engine {
                         execution: e,
                         parameters,
                         action,
+                        stored: true,
                     });
                 }
                 Status::Canceling => {
@@ -201,7 +240,7 @@ impl Engine {
                     let engine = self.clone();
                     self.tracker.spawn(async move {
                         let id = e.id.clone();
-                        let p = Prepared { execution: e, parameters, action };
+                        let p = Prepared { execution: e, parameters, action, stored: true };
                         if let Err(err) = engine.run_prepared(p, CancellationToken::new()).await {
                             tracing::error!(execution = %id, error = %err, "resumed workflow could not be recorded");
                         }
@@ -216,7 +255,7 @@ impl Engine {
                         if let Ok(t) = engine.store.put_execution(Some(Status::Running), &e) {
                             let _ = engine.store.durable(t).await;
                         }
-                        let p = Prepared { execution: e, parameters, action };
+                        let p = Prepared { execution: e, parameters, action, stored: true };
                         if let Err(err) = engine.run_prepared(p, CancellationToken::new()).await {
                             tracing::error!(execution = %id, error = %err, "re-run could not be recorded");
                         }

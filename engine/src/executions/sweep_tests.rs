@@ -5,13 +5,13 @@ use crate::executions::Engine;
 use crate::model::{Execution, Json, Status};
 use crate::runners::process::{boot_id, proc_stat};
 use crate::runners::Registry;
-use crate::store::{Batch, ProcessRecord, Store};
+use crate::store::{Batch, ProcessRecord, SledStore};
 use serde_json::json;
 use std::os::unix::process::CommandExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn engine() -> (Arc<Engine>, Arc<Store>, tempfile::TempDir) {
+fn engine() -> (Arc<Engine>, Arc<SledStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
     std::fs::create_dir_all(root.join("packs/t/actions")).expect("mkdir");
@@ -28,7 +28,7 @@ fn engine() -> (Arc<Engine>, Arc<Store>, tempfile::TempDir) {
     )
     .expect("write");
     let content = Arc::new(content::load(root).expect("valid content"));
-    let store = Arc::new(Store::open(&root.join(".squall"), None).expect("store"));
+    let store = Arc::new(SledStore::open(&root.join(".squall"), None).expect("store"));
     let engine = Engine::new(content, store.clone(), Registry::builtin());
     (engine, store, dir)
 }
@@ -60,7 +60,7 @@ fn state(in_flight: Json) -> Json {
     json!({"scope": {}, "published": [], "cursor": {"task": "a", "attempt": 1, "pass": 1, "in_flight": in_flight}, "task_runs": 1, "last": null, "passes": 1})
 }
 
-fn put(store: &Store, records: &[Execution], states: &[(&str, Json)]) {
+fn put(store: &SledStore, records: &[Execution], states: &[(&str, Json)]) {
     let mut b = Batch::default();
     for e in records {
         b.execution(None, e);
@@ -71,7 +71,7 @@ fn put(store: &Store, records: &[Execution], states: &[(&str, Json)]) {
     store.commit(b).expect("commit");
 }
 
-fn status(store: &Store, id: &str) -> Status {
+fn status(store: &SledStore, id: &str) -> Status {
     store.get_execution(id).unwrap().expect("record").status
 }
 

@@ -206,7 +206,7 @@ pub trait Runner: Send + Sync {
     /// Attach the engine's store, for runners that record what they start (the `shell`
     /// runner's process groups) so that a restarted engine can end it. Called once, when
     /// the engine is built.
-    fn bind(&self, _store: &Arc<crate::store::Store>) {}
+    fn bind(&self, _store: &Arc<dyn crate::store::Store>) {}
 }
 
 /// The runners known to this build, by name.
@@ -244,7 +244,7 @@ impl Registry {
     }
 
     /// Attach `store` to every runner (see [`Runner::bind`]).
-    pub fn bind(&self, store: &Arc<crate::store::Store>) {
+    pub fn bind(&self, store: &Arc<dyn crate::store::Store>) {
         self.runners.values().for_each(|r| r.bind(store));
     }
 

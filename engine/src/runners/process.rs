@@ -56,12 +56,12 @@ pub enum SpawnError {
 /// of runners, where nothing is recorded but the rest holds).
 #[derive(Clone, Default)]
 pub struct ProcessBook {
-    store: Option<Arc<Store>>,
+    store: Option<Arc<dyn Store>>,
 }
 
 impl ProcessBook {
     /// A book writing to `store`.
-    pub fn new(store: Arc<Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>) -> Self {
         ProcessBook { store: Some(store) }
     }
 }
@@ -83,7 +83,7 @@ pub struct Group {
     /// The leader's start time: once the leader has been collected its number may be
     /// reused, and a process with that pid but another start time is not ours.
     start_time: u64,
-    record: Option<(Arc<Store>, String)>,
+    record: Option<(Arc<dyn Store>, String)>,
 }
 
 impl Group {
@@ -210,7 +210,7 @@ pub async fn spawn(
 
 /// Write the record of `pid` and make it durable.
 async fn record(
-    store: &Arc<Store>,
+    store: &Arc<dyn Store>,
     execution: &str,
     pid: libc::pid_t,
     start_time: u64,

@@ -1,5 +1,6 @@
 //! Tests of process groups, their records and their ending at recovery.
 use super::*;
+use crate::store::SledStore;
 use std::process::Stdio;
 
 #[test]
@@ -71,7 +72,7 @@ fn record_of(s: &Started) -> ProcessRecord {
 #[tokio::test]
 async fn a_spawned_command_leads_its_group_and_is_recorded_before_it_runs() {
     let d = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(d.path(), None).unwrap());
+    let store = Arc::new(SledStore::open(d.path(), None).unwrap());
     let book = ProcessBook::new(store.clone());
     let flushes = store.flush_count();
     let started = spawn(group_command(), "01EXEC", &book)
@@ -109,7 +110,7 @@ async fn a_spawned_command_leads_its_group_and_is_recorded_before_it_runs() {
 #[tokio::test]
 async fn a_command_that_cannot_start_leaves_no_record() {
     let d = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(d.path(), None).unwrap());
+    let store = Arc::new(SledStore::open(d.path(), None).unwrap());
     let book = ProcessBook::new(store.clone());
     let mut c = Command::new("/nonexistent/program");
     c.process_group(0);

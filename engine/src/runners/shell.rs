@@ -87,7 +87,7 @@ impl Runner for ShellRunner {
         "shell"
     }
 
-    fn bind(&self, store: &Arc<crate::store::Store>) {
+    fn bind(&self, store: &Arc<dyn crate::store::Store>) {
         let _ = self.book.set(ProcessBook::new(store.clone()));
     }
 

@@ -322,9 +322,9 @@ async fn background_children_end_with_the_command() {
 #[tokio::test]
 async fn a_running_command_is_recorded_in_the_store_until_it_ends() {
     let d = tmp();
-    let store = Arc::new(crate::store::Store::open(&d.path().join("data"), None).unwrap());
+    let store = Arc::new(crate::store::SledStore::open(&d.path().join("data"), None).unwrap());
     let runner = ShellRunner::default();
-    runner.bind(&store);
+    runner.bind(&(store.clone() as Arc<dyn crate::store::Store>));
     let a = action(
         d.path(),
         json!({"cmd": "echo $$; while [ ! -e go ]; do sleep 0.05; done"}),

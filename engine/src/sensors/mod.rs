@@ -49,7 +49,7 @@ pub struct SensorContext {
     /// Where triggers go.
     pub emitter: Arc<dyn Emitter>,
     /// The store, for checkpoints.
-    pub store: Arc<Store>,
+    pub store: Arc<dyn Store>,
     /// Kubernetes clusters by name, for sensors that watch them.
     pub clusters: Arc<crate::k8s::Clusters>,
     /// The configuration of the pack named by the type's [`Sensor::config_pack`]

@@ -97,7 +97,7 @@ struct Shared {
     registry: Registry,
     options: SupervisorOptions,
     emitter: Arc<dyn Emitter>,
-    store: Arc<Store>,
+    store: Arc<dyn Store>,
     errors: AtomicU64,
     /// Clusters and pack configurations of the current content (replaced on reload).
     env: Mutex<SensorEnv>,
@@ -119,7 +119,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SensorManager {
     /// Start every enabled sensor of `content` with the built-in types. Must be called
     /// inside a Tokio runtime.
-    pub fn start(content: &Content, emitter: Arc<dyn Emitter>, store: Arc<Store>) -> SensorManager {
+    pub fn start(
+        content: &Content,
+        emitter: Arc<dyn Emitter>,
+        store: Arc<dyn Store>,
+    ) -> SensorManager {
         SensorManager::start_with_env(
             Registry::builtin(),
             SupervisorOptions::default(),
@@ -136,7 +140,7 @@ impl SensorManager {
         options: SupervisorOptions,
         sensors: &BTreeMap<String, Arc<SensorInstance>>,
         emitter: Arc<dyn Emitter>,
-        store: Arc<Store>,
+        store: Arc<dyn Store>,
     ) -> SensorManager {
         SensorManager::start_with_env(
             registry,
@@ -155,7 +159,7 @@ impl SensorManager {
         options: SupervisorOptions,
         sensors: &BTreeMap<String, Arc<SensorInstance>>,
         emitter: Arc<dyn Emitter>,
-        store: Arc<Store>,
+        store: Arc<dyn Store>,
         env: SensorEnv,
     ) -> SensorManager {
         let shared = Arc::new(Shared {

@@ -3,6 +3,7 @@
 use super::*;
 use crate::sensors::tests::{instance, store, wait_for, Recorder};
 use crate::sensors::{SensorError, SensorState};
+use crate::store::SledStore;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -65,7 +66,7 @@ struct Fixture {
     sensor: Arc<TestSensor>,
     rec: Arc<Recorder>,
     _dir: tempfile::TempDir,
-    store: Arc<Store>,
+    store: Arc<SledStore>,
 }
 
 fn fixture() -> Fixture {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::content::Sensor as SensorInstance;
+use crate::store::SledStore;
 use serde_json::json;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -38,9 +39,9 @@ impl Recorder {
 }
 
 /// A store in a fresh temporary directory (kept alive by the returned guard).
-pub(crate) fn store() -> (tempfile::TempDir, Arc<Store>) {
+pub(crate) fn store() -> (tempfile::TempDir, Arc<SledStore>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("data"), None).unwrap();
+    let store = SledStore::open(&dir.path().join("data"), None).unwrap();
     (dir, Arc::new(store))
 }
 
@@ -74,7 +75,12 @@ pub(crate) async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn ctx(name: &str, config: Json, emitter: Arc<dyn Emitter>, store: Arc<Store>) -> SensorContext {
+fn ctx(
+    name: &str,
+    config: Json,
+    emitter: Arc<dyn Emitter>,
+    store: Arc<SledStore>,
+) -> SensorContext {
     SensorContext {
         name: format!("site.{name}"),
         trigger: "core.test".into(),
@@ -109,7 +115,7 @@ async fn checkpoint_round_trip_through_the_store() {
     // survives reopening the store
     drop(c);
     drop(store);
-    let store = Arc::new(Store::open(&dir.path().join("data"), None).unwrap());
+    let store = Arc::new(SledStore::open(&dir.path().join("data"), None).unwrap());
     let c = ctx("cp", json!({}), rec, store);
     assert_eq!(
         checkpoint_time(&c).unwrap().map(|x| x.timestamp_micros()),

@@ -14,7 +14,7 @@
 //! pure function of the record); the marker is then removed. A record that did not become
 //! durable gets no entry, and one that did gets exactly one.
 
-use super::{corrupt, Store, StoreError};
+use super::{corrupt, SledStore, StoreError};
 use crate::model::{Execution, Json};
 use serde_json::json;
 
@@ -91,7 +91,7 @@ pub(super) fn marker_key(id: &str) -> Vec<u8> {
     format!("f:{id}").into_bytes()
 }
 
-impl Store {
+impl SledStore {
     /// Settle the markers a crash left (see the module docs). Returns how many entries were
     /// written.
     pub(super) fn settle_audit_markers(&self) -> Result<usize, StoreError> {

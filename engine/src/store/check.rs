@@ -3,7 +3,7 @@
 
 use super::reading::decode;
 use super::records::tree_key;
-use super::{Store, StoreError};
+use super::{SledStore, StoreError};
 use crate::model::Json;
 use serde::Serialize;
 use std::path::Path;
@@ -51,7 +51,7 @@ impl CheckReport {
     }
 }
 
-impl Store {
+impl SledStore {
     /// Read every record of every tree and report those that do not decode (nothing is
     /// changed). Encrypted entries (`p:`, `r:`, sealed workflow state) are opened with the
     /// key, so a wrong key file shows up here too.

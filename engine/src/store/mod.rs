@@ -3,7 +3,7 @@
 //! Layout (one `Db` in `<data>/db`):
 //! - tree `executions`: every record about executions, under prefixed keys, so that one
 //!   state change — the record, its index entries, a workflow's state, its secrets — is
-//!   written as one ordered group on one tree (see [`Store::commit`]):
+//!   written as one ordered group on one tree (see [`SledStore::commit`]):
 //!   `e:<id>` record · `s:<status>:<id>` status index · `a:<action>\0<id>` action index ·
 //!   `p:<id>` parameters with secrets (encrypted) · `w:<id>` workflow state ·
 //!   `o:<id>:<seq>` output chunks · `t:<trigger instance>\0<rule>` the execution a rule
@@ -19,7 +19,7 @@
 //! - trees `triggers`, `enforcements`, `audit` (ULID keys), `sensors` (checkpoints).
 //! - tree `meta`: `schema_version`.
 //!
-//! Durability: writes land in sled's memory first; [`Store::durable`] makes them durable
+//! Durability: writes land in sled's memory first; [`SledStore::durable`] makes them durable
 //! with group commit — concurrent callers share one flush.
 
 mod audit;
@@ -29,18 +29,22 @@ mod lock;
 mod processes;
 mod reading;
 mod records;
+mod seam;
 mod sync;
 mod workflows;
 
-use crate::model::{ChildRef, Execution, Json, OutputChunk, Status};
+use crate::model::{ChildRef, Enforcement, Execution, Json, OutputChunk, Status, TriggerInstance};
 pub use audit::{audit_entry, FinishedExecution, FinishedHook};
 pub use check::{CheckReport, TreeReport};
 pub use crypto::Cipher;
 pub use processes::ProcessRecord;
 pub use reading::{skipped_warning, Listing};
+pub use records::check_trigger;
+pub use seam::Store;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+pub use workflows::PassEntries;
 
 /// Scheduler turns a flush waits for concurrent writers to join it.
 const COMMIT_DELAY_TURNS: usize = 8;
@@ -126,6 +130,13 @@ pub struct Batch {
     /// Executions this batch makes terminal: their audit entries (id, bytes) are written
     /// right after the records (see `store/audit.rs`).
     finished: Vec<(String, Vec<u8>, FinishedExecution)>,
+    /// Enforcements (tree `enforcements`), written after the records they name.
+    enforcements: Vec<(String, Vec<u8>)>,
+    /// Trigger instances (tree `triggers`), written after the records and enforcements: a
+    /// trigger that reads `processed` after a crash had everything it caused recorded.
+    triggers: Vec<(String, Vec<u8>)>,
+    /// Audit entries of requests (tree `audit`), after the trigger they accepted.
+    audit: Vec<(String, Vec<u8>)>,
 }
 
 impl Batch {
@@ -180,6 +191,35 @@ impl Batch {
         ));
     }
 
+    /// Write trigger instance `t` (its payload's depth is checked when it is accepted,
+    /// see [`check_trigger`]).
+    pub fn trigger(&mut self, t: &TriggerInstance) {
+        self.triggers
+            .push((t.id.clone(), serde_json::to_vec(t).unwrap_or_default()));
+    }
+
+    /// Write enforcement `e`.
+    pub fn enforcement(&mut self, e: &Enforcement) {
+        self.enforcements
+            .push((e.id.clone(), serde_json::to_vec(e).unwrap_or_default()));
+    }
+
+    /// Append audit entry `entry` (already masked) under `id` (a ULID).
+    pub fn audit(&mut self, id: String, entry: &Json) {
+        self.audit
+            .push((id, serde_json::to_vec(entry).unwrap_or_default()));
+    }
+
+    /// Whether nothing would be written.
+    pub fn is_empty(&self) -> bool {
+        self.before.is_empty()
+            && self.records.is_empty()
+            && self.after.is_empty()
+            && self.enforcements.is_empty()
+            && self.triggers.is_empty()
+            && self.audit.is_empty()
+    }
+
     fn raw(&mut self, key: String, value: Vec<u8>) {
         self.before.push((key.into_bytes(), value));
     }
@@ -205,11 +245,14 @@ fn action_key(action: &str, id: &str) -> Vec<u8> {
     format!("a:{action}\0{id}").into_bytes()
 }
 
-/// The sled-backed store.
-pub struct Store {
+/// The embedded store: one sled database in the data directory (the default backend of
+/// [`Store`]).
+pub struct SledStore {
     db: sled::Db,
     exec: sled::Tree,
     audit: sled::Tree,
+    triggers: sled::Tree,
+    enforcements: sled::Tree,
     cipher: Cipher,
     sync: sync::Syncer,
     on_finished: std::sync::OnceLock<FinishedHook>,
@@ -234,10 +277,10 @@ pub fn cache_capacity() -> u64 {
         .unwrap_or(DEFAULT_CACHE_BYTES)
 }
 
-impl Store {
+impl SledStore {
     /// Open (creating) the store in `dir`. Only one process may hold it. `key_file`
     /// defaults to `<dir>/secret.key`.
-    pub fn open(dir: &Path, key_file: Option<&Path>) -> Result<Store, StoreError> {
+    pub fn open(dir: &Path, key_file: Option<&Path>) -> Result<SledStore, StoreError> {
         std::fs::create_dir_all(dir)?;
         let lock = lock::lock_dir(dir)?;
         let db = sled::Config::new()
@@ -269,15 +312,19 @@ impl Store {
         }
         let exec = db.open_tree("executions")?;
         let audit = db.open_tree("audit")?;
+        let triggers = db.open_tree("triggers")?;
+        let enforcements = db.open_tree("enforcements")?;
         let sync = sync::Syncer::open(&dir.join("db"))?;
         let key_path = key_file
             .map(Path::to_path_buf)
             .unwrap_or_else(|| dir.join("secret.key"));
         let cipher = Cipher::open(&key_path)?;
-        let store = Store {
+        let store = SledStore {
             db,
             exec,
             audit,
+            triggers,
+            enforcements,
             cipher,
             sync,
             on_finished: std::sync::OnceLock::new(),
@@ -306,19 +353,29 @@ impl Store {
         &self.dir
     }
 
-    /// Apply `batch` atomically; returns a ticket for [`Store::durable`].
+    /// Apply `batch` atomically; returns a ticket for [`SledStore::durable`].
     pub fn commit(&self, batch: Batch) -> Result<u64, StoreError> {
         // Plain inserts in a safe order rather than `apply_batch`: sled 0.34 seals a log
         // buffer for every atomic batch, which made each commit cost several disk writes
         // (4x fewer executions per second). sled recovers a prefix of its log after a
         // crash, so the order is what matters: pointers and auxiliary records first, the
-        // record, then stale index entries. Readers re-check a record's status, so an
-        // index entry left behind by a crash is ignored.
+        // record, its audit entry, the enforcements naming it, the trigger that caused it,
+        // request audit entries, then stale index entries. Readers re-check a record's
+        // status, so an index entry left behind by a crash is ignored.
         for (k, v) in batch.before.into_iter().chain(batch.records) {
             self.exec.insert(k, v)?;
         }
         for (id, entry, _) in &batch.finished {
             self.audit.insert(id.as_bytes(), entry.as_slice())?;
+        }
+        for (id, v) in batch.enforcements {
+            self.enforcements.insert(id.as_bytes(), v)?;
+        }
+        for (id, v) in batch.triggers {
+            self.triggers.insert(id.as_bytes(), v)?;
+        }
+        for (id, v) in batch.audit {
+            self.audit.insert(id.as_bytes(), v)?;
         }
         for k in batch.after {
             self.exec.remove(k)?;
@@ -506,7 +563,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Store output chunk number `seq` of execution `id` (already masked).
+    /// SledStore output chunk number `seq` of execution `id` (already masked).
     pub fn put_output(&self, id: &str, seq: u64, chunk: &OutputChunk) -> Result<(), StoreError> {
         self.exec.insert(
             format!("o:{id}:{seq:016x}").into_bytes(),

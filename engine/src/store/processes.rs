@@ -5,7 +5,7 @@
 //! Keys: `x:<execution id>\0<pid, 10 digits>` in the `executions` tree, beside the
 //! execution's record, so one flush covers both in log order.
 
-use super::{corrupt, Store, StoreError};
+use super::{corrupt, SledStore, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 
@@ -29,8 +29,8 @@ fn process_key(execution: &str, pid: i32) -> Vec<u8> {
     format!("x:{execution}\0{pid:010}").into_bytes()
 }
 
-impl Store {
-    /// Record a started process; returns a ticket for [`Store::durable`].
+impl SledStore {
+    /// Record a started process; returns a ticket for [`SledStore::durable`].
     pub fn record_process(&self, r: &ProcessRecord) -> Result<u64, StoreError> {
         let value = serde_json::to_vec(r).map_err(|e| corrupt("process record", e))?;
         self.exec.insert(process_key(&r.execution, r.pid), value)?;
@@ -84,14 +84,14 @@ mod tests {
     async fn records_survive_a_reopen_until_forgotten() {
         let d = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(d.path(), None).unwrap();
+            let s = SledStore::open(d.path(), None).unwrap();
             s.record_process(&rec("01A", 10)).unwrap();
             s.record_process(&rec("01A", 11)).unwrap();
             s.record_process(&rec("01B", 12)).unwrap();
             s.forget_process("01A", 11).unwrap();
             s.flush().await.unwrap();
         }
-        let s = Store::open(d.path(), None).unwrap();
+        let s = SledStore::open(d.path(), None).unwrap();
         let got: Vec<ProcessRecord> = s
             .recorded_processes()
             .unwrap()
@@ -106,7 +106,7 @@ mod tests {
     #[test]
     fn an_undecodable_record_is_reported_in_its_place() {
         let d = tempfile::tempdir().unwrap();
-        let s = Store::open(d.path(), None).unwrap();
+        let s = SledStore::open(d.path(), None).unwrap();
         s.exec
             .insert("x:01C\u{0}0000000001", b"not json".to_vec())
             .unwrap();

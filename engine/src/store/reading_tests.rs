@@ -1,7 +1,7 @@
 use super::*;
 use crate::limits::nested_array;
 use crate::model::{Execution, Status, TriggerInstance, TriggerStatus};
-use crate::store::{ListFilter, Store};
+use crate::store::{ListFilter, SledStore};
 use serde_json::json;
 
 fn exec(id: &str, status: Status) -> Execution {
@@ -66,7 +66,7 @@ fn damaged_and_absurdly_deep_documents_are_errors_naming_the_key() {
 #[tokio::test]
 async fn listings_and_recovery_skip_an_unreadable_record_and_name_it() {
     let d = tempfile::tempdir().unwrap();
-    let s = Store::open(d.path(), None).unwrap();
+    let s = SledStore::open(d.path(), None).unwrap();
     // Executions: one good finished, one good running, one damaged (indexed as running).
     s.put_execution(None, &exec("01A", Status::Succeeded))
         .unwrap();
@@ -142,7 +142,7 @@ async fn listings_and_recovery_skip_an_unreadable_record_and_name_it() {
 #[test]
 fn a_trigger_too_deep_to_read_back_is_not_written() {
     let d = tempfile::tempdir().unwrap();
-    let s = Store::open(d.path(), None).unwrap();
+    let s = SledStore::open(d.path(), None).unwrap();
     let err = s
         .put_trigger(&trigger("01X", json!({"body": nested_array(120)})))
         .unwrap_err();
@@ -154,7 +154,7 @@ fn a_trigger_too_deep_to_read_back_is_not_written() {
 #[test]
 fn the_audit_listing_as_bytes_matches_the_documents_and_skips_what_is_unreadable() {
     let d = tempfile::tempdir().unwrap();
-    let s = Store::open(d.path(), None).unwrap();
+    let s = SledStore::open(d.path(), None).unwrap();
     s.put_audit("01A1", &json!({"what": "one", "n": 1}))
         .unwrap();
     // Deeper than the quick check reads, yet a readable stored entry.

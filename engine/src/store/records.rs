@@ -2,15 +2,11 @@
 //! ULID so key order is time order. Errors name a record `<tree>:<id>` (`triggers:01J…`).
 
 use super::reading::{decode, Listing};
-use super::{Store, StoreError};
+use super::{SledStore, StoreError};
 use crate::model::{Enforcement, Json, TriggerInstance, TriggerStatus};
 use std::sync::atomic::Ordering;
 
-impl Store {
-    fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.db.open_tree(name)?)
-    }
-
+impl SledStore {
     fn bump(&self) -> u64 {
         self.written.fetch_add(1, Ordering::SeqCst) + 1
     }
@@ -19,28 +15,27 @@ impl Store {
     /// when the document would nest deeper than [`crate::limits::MAX_STORED_DEPTH`]: it
     /// could not be read back.
     pub fn put_trigger(&self, t: &TriggerInstance) -> Result<u64, StoreError> {
-        // The payload sits one level inside the record.
-        crate::limits::check(
-            &t.payload,
-            crate::limits::MAX_STORED_DEPTH - 1,
-            "the trigger instance record",
-            "payload",
-        )
-        .map_err(StoreError::TooDeep)?;
-        self.tree("triggers")?
+        check_trigger(t)?;
+        self.triggers
             .insert(t.id.as_bytes(), serde_json::to_vec(t).unwrap_or_default())?;
         Ok(self.bump())
     }
 
     /// Remove trigger instance `id` (one that was never acknowledged to its sender).
     pub fn delete_trigger(&self, id: &str) -> Result<(), StoreError> {
-        self.tree("triggers")?.remove(id.as_bytes())?;
+        self.triggers.remove(id.as_bytes())?;
+        Ok(())
+    }
+
+    /// Remove audit entry `id` (one written with a trigger that could not be made durable).
+    pub fn delete_audit(&self, id: &str) -> Result<(), StoreError> {
+        self.audit.remove(id.as_bytes())?;
         Ok(())
     }
 
     /// The trigger instance `id`.
     pub fn get_trigger(&self, id: &str) -> Result<Option<TriggerInstance>, StoreError> {
-        match self.tree("triggers")?.get(id.as_bytes())? {
+        match self.triggers.get(id.as_bytes())? {
             Some(v) => Ok(Some(decode(&format!("triggers:{id}"), &v)?)),
             None => Ok(None),
         }
@@ -54,7 +49,7 @@ impl Store {
         limit: usize,
     ) -> Result<Listing<TriggerInstance>, StoreError> {
         let mut out = Listing::default();
-        for item in self.tree("triggers")?.iter().rev() {
+        for item in self.triggers.iter().rev() {
             if limit != 0 && out.len() >= limit {
                 break;
             }
@@ -71,7 +66,7 @@ impl Store {
     /// cannot be read are left out and named in [`Listing::skipped`].
     pub fn pending_triggers(&self) -> Result<Listing<TriggerInstance>, StoreError> {
         let mut out = Listing::default();
-        for item in self.tree("triggers")?.iter() {
+        for item in self.triggers.iter() {
             let (k, v) = item?;
             match decode::<TriggerInstance>(&tree_key("triggers", &k), &v) {
                 Ok(t) if t.status != TriggerStatus::Pending => {}
@@ -83,14 +78,14 @@ impl Store {
 
     /// Write an enforcement; returns a durability ticket.
     pub fn put_enforcement(&self, e: &Enforcement) -> Result<u64, StoreError> {
-        self.tree("enforcements")?
+        self.enforcements
             .insert(e.id.as_bytes(), serde_json::to_vec(e).unwrap_or_default())?;
         Ok(self.bump())
     }
 
     /// The enforcement `id`.
     pub fn get_enforcement(&self, id: &str) -> Result<Option<Enforcement>, StoreError> {
-        match self.tree("enforcements")?.get(id.as_bytes())? {
+        match self.enforcements.get(id.as_bytes())? {
             Some(v) => Ok(Some(decode(&format!("enforcements:{id}"), &v)?)),
             None => Ok(None),
         }
@@ -118,7 +113,7 @@ impl Store {
         Ok(out)
     }
 
-    /// The audit listing of [`Store::list_audit`] as the bytes of one JSON array, built
+    /// The audit listing of [`SledStore::list_audit`] as the bytes of one JSON array, built
     /// from the stored entries as they are (each checked to be JSON, not parsed into a
     /// document tree): a long listing (`limit` `0`) holds about its own size in memory,
     /// not several times it. Also returns the keys of entries left out (unreadable).
@@ -163,6 +158,19 @@ impl Store {
 }
 
 /// `<tree>:<key>`, how errors and `squall store check` name a record.
+/// Refuse a trigger instance whose record would nest deeper than
+/// [`crate::limits::MAX_STORED_DEPTH`]: it could not be read back.
+pub fn check_trigger(t: &TriggerInstance) -> Result<(), StoreError> {
+    // The payload sits one level inside the record.
+    crate::limits::check(
+        &t.payload,
+        crate::limits::MAX_STORED_DEPTH - 1,
+        "the trigger instance record",
+        "payload",
+    )
+    .map_err(StoreError::TooDeep)
+}
+
 pub(super) fn tree_key(tree: &str, key: &[u8]) -> String {
     format!("{tree}:{}", String::from_utf8_lossy(key))
 }

@@ -27,7 +27,7 @@ fn exec(id: &str, action: &str, status: Status) -> Execution {
 #[tokio::test]
 async fn records_indexes_and_listing() {
     let d = tempfile::tempdir().unwrap();
-    let s = Store::open(d.path(), None).unwrap();
+    let s = SledStore::open(d.path(), None).unwrap();
     let mut a = exec("01A", "core.noop", Status::Running);
     s.put_execution(None, &a).unwrap();
     let b = exec("01B", "core.echo", Status::Succeeded);
@@ -80,11 +80,11 @@ async fn records_indexes_and_listing() {
 async fn records_survive_reopen_and_second_open_is_refused() {
     let d = tempfile::tempdir().unwrap();
     {
-        let s = Store::open(d.path(), None).unwrap();
+        let s = SledStore::open(d.path(), None).unwrap();
         let e = exec("01C", "core.noop", Status::Running);
         let t = s.put_execution(None, &e).unwrap();
         s.durable(t).await.unwrap();
-        let err = Store::open(d.path(), None)
+        let err = SledStore::open(d.path(), None)
             .err()
             .expect("second open must fail");
         let msg = err.to_string();
@@ -94,7 +94,7 @@ async fn records_survive_reopen_and_second_open_is_refused() {
             "{msg}"
         );
     }
-    let s = Store::open(d.path(), None).unwrap();
+    let s = SledStore::open(d.path(), None).unwrap();
     let back = s.get_execution("01C").unwrap().unwrap();
     assert_eq!(back.status, Status::Running);
     assert_eq!(s.unfinished().unwrap().len(), 1);
@@ -103,7 +103,7 @@ async fn records_survive_reopen_and_second_open_is_refused() {
 #[tokio::test]
 async fn secrets_are_sealed_on_disk() {
     let d = tempfile::tempdir().unwrap();
-    let s = Store::open(d.path(), None).unwrap();
+    let s = SledStore::open(d.path(), None).unwrap();
     crate::secrets::register("sealed-secret-value-xyz");
     let mut b = Batch::default();
     s.seal_params(
@@ -164,7 +164,7 @@ async fn secrets_are_sealed_on_disk() {
 #[test]
 fn children_are_listed_from_their_own_entries_in_run_order() {
     let d = tempfile::tempdir().unwrap();
-    let s = Store::open(d.path(), None).unwrap();
+    let s = SledStore::open(d.path(), None).unwrap();
     let wf = exec("01W", "p.flow", Status::Running);
     s.put_execution(None, &wf).unwrap();
     let mut kids = Vec::new();
@@ -209,7 +209,7 @@ fn children_are_listed_from_their_own_entries_in_run_order() {
 fn data_of_schema_version_1_is_read() {
     let d = tempfile::tempdir().unwrap();
     {
-        let s = Store::open(d.path(), None).unwrap();
+        let s = SledStore::open(d.path(), None).unwrap();
         // Version 1 kept children in the record and tasks in the state.
         let mut wf = serde_json::to_value(exec("01V", "p.flow", Status::Succeeded)).unwrap();
         wf["children"] =
@@ -227,7 +227,7 @@ fn data_of_schema_version_1_is_read() {
             .unwrap();
         s.db.flush().unwrap();
     }
-    let s = Store::open(d.path(), None).unwrap();
+    let s = SledStore::open(d.path(), None).unwrap();
     let meta = s.db.open_tree("meta").unwrap();
     assert_eq!(&*meta.get("schema_version").unwrap().unwrap(), b"2");
     let wf = s.get_execution("01V").unwrap().unwrap();
@@ -240,7 +240,7 @@ fn data_of_schema_version_1_is_read() {
 #[tokio::test]
 async fn output_chunks_come_back_in_order() {
     let d = tempfile::tempdir().unwrap();
-    let s = Store::open(d.path(), None).unwrap();
+    let s = SledStore::open(d.path(), None).unwrap();
     for i in 0..20u64 {
         let c = OutputChunk {
             stream: "stdout".into(),
@@ -278,7 +278,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn finished_entries(s: &Store) -> Vec<Json> {
+fn finished_entries(s: &SledStore) -> Vec<Json> {
     s.list_audit(1000)
         .unwrap()
         .into_iter()
@@ -291,7 +291,7 @@ fn finished_entries(s: &Store) -> Vec<Json> {
 #[tokio::test]
 async fn terminal_commits_write_one_audit_entry_each() {
     let d = tempfile::tempdir().unwrap();
-    let s = Store::open(d.path(), None).unwrap();
+    let s = SledStore::open(d.path(), None).unwrap();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let hook_seen = seen.clone();
     s.on_finished(Box::new(move |f| {
@@ -333,7 +333,7 @@ async fn terminal_commits_write_one_audit_entry_each() {
 async fn a_crash_between_record_and_audit_entry_is_settled_exactly_once() {
     let d = tempfile::tempdir().unwrap();
     {
-        let s = Store::open(d.path(), None).unwrap();
+        let s = SledStore::open(d.path(), None).unwrap();
         // 01A: marker and terminal record written, the entry not (crash after step 2).
         let mut a = exec("01A", "core.noop", Status::Succeeded);
         a.finished_at = Some(crate::model::now_rfc3339());
@@ -349,7 +349,7 @@ async fn a_crash_between_record_and_audit_entry_is_settled_exactly_once() {
         s.flush().await.unwrap();
     }
     for _ in 0..2 {
-        let s = Store::open(d.path(), None).unwrap();
+        let s = SledStore::open(d.path(), None).unwrap();
         let entries = finished_entries(&s);
         assert_eq!(entries.len(), 1, "{entries:?}");
         assert_eq!(entries[0]["target"], "01A");

@@ -3,15 +3,15 @@
 //! item. Each step writes only what changed, so a step costs the same however many tasks
 //! or items came before it. Entries holding a known secret are sealed.
 
-use super::{corrupt, Batch, Store, StoreError};
+use super::{corrupt, Batch, SledStore, StoreError};
 use crate::model::Json;
 
 /// The items of a pass (when it has any) and its finished items by index.
 pub type PassEntries = (Option<Json>, Vec<(usize, Json)>);
 
-impl Store {
+impl SledStore {
     /// Add the state of workflow `id` to `batch`, encrypted when it holds a known secret:
-    /// everything but its `tasks`, which [`Store::workflow_task`] writes one by one.
+    /// everything but its `tasks`, which [`SledStore::workflow_task`] writes one by one.
     pub fn workflow_state(&self, batch: &mut Batch, id: &str, state: &Json) {
         batch.raw(format!("w:{id}"), self.maybe_sealed(state));
     }

@@ -51,6 +51,7 @@ impl Chain {
                 execution: child,
                 parameters,
                 action,
+                stored: true,
             };
             let engine = self.engine.clone();
             let cancel = self.cancel.clone();

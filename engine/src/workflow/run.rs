@@ -310,8 +310,8 @@ impl Chain {
         };
         let mut batch = Batch::default();
         let start = match prepared {
-            Ok(p) => {
-                self.engine.stage(&mut batch, &p);
+            Ok(mut p) => {
+                self.engine.stage(&mut batch, &mut p);
                 self.cur().in_flight.insert(unit, p.execution.id.clone());
                 Some(p)
             }

@@ -4,12 +4,14 @@ use crate::content;
 use crate::executions::{Engine, Request};
 use crate::model::{Execution, Status};
 use crate::runners::Registry;
-use crate::store::Store;
+use crate::store::SledStore;
 use std::sync::Arc;
 
 /// Run workflow `site.w` (`workflow` is its YAML) in a fresh content root whose pack `t`
 /// has a no-op action `t.n` taking `v` and `first`; the record and the store.
-async fn run_workflow(workflow: &str) -> (Execution, Arc<Engine>, Arc<Store>, tempfile::TempDir) {
+async fn run_workflow(
+    workflow: &str,
+) -> (Execution, Arc<Engine>, Arc<SledStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
     std::fs::create_dir_all(root.join("packs/t/actions")).expect("mkdir");
@@ -22,7 +24,7 @@ async fn run_workflow(workflow: &str) -> (Execution, Arc<Engine>, Arc<Store>, te
     .expect("write");
     std::fs::write(root.join("workflows/w.yaml"), workflow).expect("write");
     let content = Arc::new(content::load(root).expect("valid content"));
-    let store = Arc::new(Store::open(&root.join(".squall"), None).expect("store"));
+    let store = Arc::new(SledStore::open(&root.join(".squall"), None).expect("store"));
     let engine = Engine::new(content, store.clone(), Registry::builtin());
     let wf = engine
         .execute(Request {
