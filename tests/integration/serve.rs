@@ -404,6 +404,53 @@ fn enforcement_records_why_no_execution_was_requested() {
     assert_eq!(execs.as_array().map(Vec::len), Some(0), "{execs:#}");
 }
 
+/// An idempotent action a rule asks for starts without a record (its end is one commit);
+/// one that runs on is listed as `running` soon after, can be canceled by id, and its trigger
+/// is `processed` with the enforcement naming it once it ended.
+#[test]
+fn a_long_idempotent_action_from_a_rule_is_listed_running_and_can_be_canceled() {
+    let sq = Squall::core_only();
+    sq.write(
+        "rules/nap.yaml",
+        "name: nap\ntrigger: ops.nap\naction:\n  ref: core.sleep\n  parameters: {seconds: 60}\n",
+    );
+    let s = Server::start(&sq);
+    let r = s.request("POST", "/api/v1/triggers/ops.nap", Some("{}"), None);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let trigger = r.json()["id"].as_str().unwrap().to_string();
+    let running = s.wait_json("/api/v1/executions?status=running", None, 30, |v| {
+        v.as_array().is_some_and(|a| a.len() == 1)
+    });
+    let e = &running[0];
+    assert_eq!(e["action"], "core.sleep", "{running:#}");
+    assert_eq!(e["trigger_instance"], trigger.as_str(), "{running:#}");
+    assert_eq!(e["rule"], "site.nap", "{running:#}");
+    let id = e["id"].as_str().unwrap().to_string();
+    // Not processed while its execution runs: a crash now evaluates it again.
+    let t = s
+        .request(
+            "GET",
+            &format!("/api/v1/trigger-instances/{trigger}"),
+            None,
+            None,
+        )
+        .json();
+    assert_eq!(t["status"], "pending", "{t:#}");
+    let r = s.request("DELETE", &format!("/api/v1/executions/{id}"), None, None);
+    assert!(r.status < 300, "{}", r.body);
+    let e = s.wait_json(&format!("/api/v1/executions/{id}"), None, 30, done);
+    assert_eq!(e["status"], "canceled", "{e:#}");
+    let t = s.wait_json(
+        &format!("/api/v1/trigger-instances/{trigger}"),
+        None,
+        30,
+        |t| t["status"] == "processed",
+    );
+    assert_eq!(t["enforcements"][0]["execution"], id.as_str(), "{t:#}");
+    let all = s.request("GET", "/api/v1/executions", None, None).json();
+    assert_eq!(all.as_array().map(Vec::len), Some(1), "one record: {all:#}");
+}
+
 #[test]
 fn a_flood_of_webhooks_gets_202_or_503_and_nothing_accepted_is_lost() {
     let sq = Squall::core_only();
