@@ -50,10 +50,27 @@ pub struct BenchArgs {
     /// Skip the end-to-end HTTP figure (webhooks posted to a real `squall serve`).
     #[arg(long)]
     pub no_http: bool,
+    /// Only the end-to-end HTTP figure (to profile `squall serve` under load).
+    #[arg(long, conflicts_with = "no_http")]
+    pub http_only: bool,
 }
 
 /// Run the benchmarks and print the figures.
 pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
+    if args.http_only {
+        let http =
+            crate::bench_http::figures(&cli.root, &args.http_connections, args.http_seconds)
+                .await?;
+        if cli.output != Format::Table {
+            crate::cli::print_structured(cli.output, &json!({"http": http}));
+        } else {
+            http.as_array()
+                .into_iter()
+                .flatten()
+                .for_each(crate::bench_http::print);
+        }
+        return Ok(0);
+    }
     let rules = bench_rules(args.triggers)?;
     let dir = tempfile_dir()?;
     write_content(dir.path(), args.chain_tasks, args.with_items)?;

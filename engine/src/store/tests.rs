@@ -357,3 +357,35 @@ async fn a_crash_between_record_and_audit_entry_is_settled_exactly_once() {
         assert_eq!(s.exec.scan_prefix("f:").count(), 0);
     }
 }
+
+#[test]
+fn a_new_database_gets_small_segments_and_an_old_one_keeps_its_own() {
+    let conf = |dir: &Path| {
+        String::from_utf8_lossy(&std::fs::read(dir.join("db").join("conf")).unwrap()).into_owned()
+    };
+    // New: the smaller segment size.
+    let d = tempfile::tempdir().unwrap();
+    drop(SledStore::open(d.path(), None).unwrap());
+    assert!(
+        conf(d.path()).contains(&format!("segment_size: {SEGMENT_BYTES}")),
+        "{}",
+        conf(d.path())
+    );
+    // Created by an earlier version with sled's default (512 KiB): still opens, data kept.
+    let old = tempfile::tempdir().unwrap();
+    {
+        let db = sled::Config::new()
+            .path(old.path().join("db"))
+            .open()
+            .unwrap();
+        let tree = db.open_tree("executions").unwrap();
+        let e = exec("01OLD", "core.noop", Status::Succeeded);
+        tree.insert("e:01OLD", serde_json::to_vec(&e).unwrap()).unwrap();
+        db.flush().unwrap();
+    }
+    assert!(conf(old.path()).contains("segment_size: 524288"));
+    let s = SledStore::open(old.path(), None).unwrap();
+    let e = s.get_execution("01OLD").unwrap().expect("the old record");
+    assert_eq!(e.status, Status::Succeeded);
+    assert!(conf(old.path()).contains("segment_size: 524288"));
+}
