@@ -58,9 +58,8 @@ pub struct BenchArgs {
 /// Run the benchmarks and print the figures.
 pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
     if args.http_only {
-        let http =
-            crate::bench_http::figures(&cli.root, &args.http_connections, args.http_seconds)
-                .await?;
+        let http = crate::bench_http::figures(&cli.root, &args.http_connections, args.http_seconds)
+            .await?;
         if cli.output != Format::Table {
             crate::cli::print_structured(cli.output, &json!({"http": http}));
         } else {

@@ -52,6 +52,17 @@ pub enum BusError {
     Task(String),
 }
 
+impl BusError {
+    /// Whether the same trigger may be accepted later: the queue was full or the store
+    /// failed. A bad trigger type or payload is refused again every time.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            BusError::Full(_) | BusError::Store(_) | BusError::Task(_)
+        )
+    }
+}
+
 /// Accepts trigger instances and has them evaluated against the rules.
 #[async_trait]
 pub trait Bus: Emitter {
@@ -200,11 +211,10 @@ impl Emitter for LocalBus {
         trigger_type: &str,
         payload: Json,
         source: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, BusError> {
         self.accept(trigger_type, payload, source, None)
             .await
             .map(|t| t.id)
-            .map_err(|e| e.to_string())
     }
 }
 

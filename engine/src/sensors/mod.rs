@@ -12,6 +12,7 @@ pub mod webhook;
 
 pub use supervisor::{SensorManager, SensorState, SensorStatus, SupervisorOptions};
 
+use crate::bus::BusError;
 use crate::model::{Json, SensorSpec};
 use crate::store::Store;
 use async_trait::async_trait;
@@ -25,9 +26,14 @@ use tokio_util::sync::CancellationToken;
 #[async_trait]
 pub trait Emitter: Send + Sync {
     /// Persist and enqueue one trigger instance; returns its id. An error means it was
-    /// not accepted (for example the queue is full) and the sensor may retry.
-    async fn emit(&self, trigger_type: &str, payload: Json, source: &str)
-        -> Result<String, String>;
+    /// not accepted; [`BusError::is_transient`] says whether trying again can help (a full
+    /// queue) or not (an invalid trigger type).
+    async fn emit(
+        &self,
+        trigger_type: &str,
+        payload: Json,
+        source: &str,
+    ) -> Result<String, BusError>;
 }
 
 /// Why a sensor stopped.
@@ -82,7 +88,7 @@ impl SensorEnv {
 
 impl SensorContext {
     /// Emit one trigger of this sensor's trigger type.
-    pub async fn emit(&self, payload: Json) -> Result<String, String> {
+    pub async fn emit(&self, payload: Json) -> Result<String, BusError> {
         self.emitter.emit(&self.trigger, payload, &self.name).await
     }
 
@@ -244,12 +250,19 @@ async fn emit_retrying(
     payload: Json,
     mut delay: Duration,
 ) -> Result<Option<String>, SensorError> {
-    let mut last = String::new();
+    let mut last = None;
     for _ in 0..6 {
         match ctx.emit(payload.clone()).await {
             Ok(id) => return Ok(Some(id)),
-            Err(e) => last = e,
+            Err(e) if !e.is_transient() => {
+                return Err(SensorError(format!(
+                    "emitting trigger `{}`: {e}",
+                    ctx.trigger
+                )))
+            }
+            Err(e) => last = Some(e),
         }
+        let last = last.as_ref().map(ToString::to_string).unwrap_or_default();
         tracing::warn!(sensor = %ctx.name, error = %last, "trigger refused; retrying");
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return Ok(None),
@@ -258,8 +271,9 @@ async fn emit_retrying(
         delay = (delay * 2).min(Duration::from_secs(5));
     }
     Err(SensorError(format!(
-        "emitting trigger `{}`: {last}",
-        ctx.trigger
+        "emitting trigger `{}`: {}",
+        ctx.trigger,
+        last.map(|e| e.to_string()).unwrap_or_default()
     )))
 }
 

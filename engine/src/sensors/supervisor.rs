@@ -449,7 +449,7 @@ impl Emitter for Counting {
         trigger_type: &str,
         payload: Json,
         source: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, crate::bus::BusError> {
         let id = self.inner.emit(trigger_type, payload, source).await?;
         let mut st = lock(&self.status);
         st.events += 1;

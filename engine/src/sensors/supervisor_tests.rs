@@ -41,7 +41,7 @@ impl Sensor for TestSensor {
         *lock(&self.starts).entry(ctx.name.clone()).or_default() += 1;
         ctx.emit(json!({"config": ctx.config}))
             .await
-            .map_err(SensorError)?;
+            .map_err(|e| SensorError(e.to_string()))?;
         if self.panic.load(Ordering::SeqCst) {
             panic!("test sensor exploded");
         }

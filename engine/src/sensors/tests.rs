@@ -13,6 +13,8 @@ use std::time::Duration;
 pub(crate) struct Recorder {
     pub seen: Mutex<Vec<(String, Json, String)>>,
     pub refuse: std::sync::atomic::AtomicBool,
+    /// Every call, accepted or not.
+    pub tries: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
@@ -22,9 +24,13 @@ impl Emitter for Recorder {
         trigger_type: &str,
         payload: Json,
         source: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, crate::bus::BusError> {
+        self.tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err("queue full".into());
+            return Err(crate::bus::BusError::Full(1));
+        }
+        if !crate::bus::valid_type(trigger_type) {
+            return Err(crate::bus::BusError::BadType(trigger_type.into()));
         }
         let mut seen = self.seen.lock().unwrap();
         seen.push((trigger_type.into(), payload, source.into()));
@@ -227,6 +233,19 @@ async fn cron_every_second_emits_and_checkpoints() {
 }
 
 #[tokio::test]
+async fn an_invalid_trigger_type_is_refused_at_once_not_retried() {
+    let (_dir, store) = store();
+    let rec = Arc::new(Recorder::default());
+    let mut c = ctx("r", json!({}), rec.clone(), store);
+    c.trigger = "Not A Type".into();
+    let err = emit_retrying(&c, json!({}), Duration::from_millis(1))
+        .await
+        .unwrap_err();
+    assert!(err.0.contains("invalid trigger type"), "{err}");
+    assert_eq!(rec.tries.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn refused_emits_are_retried_then_fail() {
     let (_dir, store) = store();
     let rec = Arc::new(Recorder::default());
@@ -235,7 +254,8 @@ async fn refused_emits_are_retried_then_fail() {
     let err = emit_retrying(&c, json!({}), Duration::from_millis(1))
         .await
         .unwrap_err();
-    assert!(err.0.contains("queue full"), "{err}");
+    assert!(err.0.contains("queue is full"), "{err}");
+    assert_eq!(rec.tries.load(std::sync::atomic::Ordering::SeqCst), 6);
     // shutdown while retrying is not an error
     c.shutdown.cancel();
     assert_eq!(emit_with_retry(&c, json!({})).await.unwrap(), None);

@@ -380,7 +380,8 @@ fn a_new_database_gets_small_segments_and_an_old_one_keeps_its_own() {
             .unwrap();
         let tree = db.open_tree("executions").unwrap();
         let e = exec("01OLD", "core.noop", Status::Succeeded);
-        tree.insert("e:01OLD", serde_json::to_vec(&e).unwrap()).unwrap();
+        tree.insert("e:01OLD", serde_json::to_vec(&e).unwrap())
+            .unwrap();
         db.flush().unwrap();
     }
     assert!(conf(old.path()).contains("segment_size: 524288"));
