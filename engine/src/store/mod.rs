@@ -500,15 +500,20 @@ impl SledStore {
 
     /// The execution a rule already requested for a trigger instance (so that evaluating a
     /// trigger again after a crash does not run its actions twice).
+    ///
+    /// The `t:` entry is written just before the execution's record, in the same commit: an
+    /// entry whose record is missing was cut off by a crash between the two, so that
+    /// execution never existed and the rule must ask again.
     pub fn execution_for(
         &self,
         trigger_instance: &str,
         rule: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .exec
-            .get(trigger_rule_key(trigger_instance, rule))?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        let Some(id) = self.exec.get(trigger_rule_key(trigger_instance, rule))? else {
+            return Ok(None);
+        };
+        let id = String::from_utf8_lossy(&id).into_owned();
+        Ok(self.exec.contains_key(format!("e:{id}"))?.then_some(id))
     }
 
     /// Executions matching `filter`, newest first. Records that cannot be read are left

@@ -390,3 +390,23 @@ fn a_new_database_gets_small_segments_and_an_old_one_keeps_its_own() {
     assert_eq!(e.status, Status::Succeeded);
     assert!(conf(old.path()).contains("segment_size: 524288"));
 }
+
+#[test]
+fn a_rule_request_cut_off_by_a_crash_before_its_record_does_not_count() {
+    let d = tempfile::tempdir().unwrap();
+    let s = SledStore::open(d.path(), None).unwrap();
+    let mut e = exec("01REQ", "core.noop", Status::Succeeded);
+    e.trigger_instance = Some("01TRIG".into());
+    e.rule = Some("site.r".into());
+    // What a crash between the `t:` entry and the record leaves: the entry alone.
+    s.exec
+        .insert(trigger_rule_key("01TRIG", "site.r"), "01REQ".as_bytes())
+        .unwrap();
+    assert_eq!(s.execution_for("01TRIG", "site.r").unwrap(), None);
+    s.put_execution(None, &e).unwrap();
+    assert_eq!(
+        s.execution_for("01TRIG", "site.r").unwrap().as_deref(),
+        Some("01REQ")
+    );
+    assert_eq!(s.execution_for("01TRIG", "site.other").unwrap(), None);
+}
