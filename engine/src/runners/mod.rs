@@ -63,6 +63,8 @@ pub mod process;
 mod rest;
 pub mod rhai_script;
 pub mod shell;
+#[cfg(test)]
+mod tests;
 pub mod vault;
 
 /// Everything a runner gets for one execution.
