@@ -14,7 +14,7 @@
 //! Nothing is read back: the queue carries the trigger itself.
 
 use crate::audit::Draft;
-use crate::executions::{Engine, EngineError, Finish, Request};
+use crate::executions::{Engine, EngineError, Finish, Prepared, Request};
 use crate::metrics::Metrics;
 use crate::model::{now_rfc3339, Enforcement, Json, TriggerInstance, TriggerStatus};
 use crate::rules::TriggerContext;
@@ -244,6 +244,46 @@ async fn evaluate_loop(engine: Arc<Engine>, metrics: Arc<Metrics>, mut rx: mpsc:
     }
 }
 
+/// What a rule that matched led to.
+enum Asked {
+    /// An execution whose `scheduled` record is durable (its id).
+    Recorded(String),
+    /// An execution that runs unrecorded and is written when it ends.
+    Unrecorded(Box<Prepared>),
+    /// No execution, and why (bad parameters, an unknown or disabled action).
+    Refused(String),
+}
+
+/// Ask for the execution of `rule`'s action with `parameters` for trigger `trigger`.
+/// Only a store failure is an error; anything else is a refusal the enforcement records.
+async fn ask(
+    engine: &Arc<Engine>,
+    rule: &crate::rules::Rule,
+    trigger: &str,
+    parameters: Json,
+) -> Result<Asked, BusError> {
+    let req = Request {
+        action: rule.spec.action.action.clone(),
+        parameters,
+        rule: Some(rule.reference.clone()),
+        trigger_instance: Some(trigger.to_string()),
+        requested_by: Some(format!("rule:{}", rule.reference)),
+        ..Default::default()
+    };
+    let refused = |e: EngineError| match e {
+        EngineError::Store(s) => Err(BusError::Store(s)),
+        e => Ok(Asked::Refused(e.to_string())),
+    };
+    match engine.prepare(&req) {
+        Ok(p) if p.may_run_unrecorded() => Ok(Asked::Unrecorded(Box::new(p))),
+        Ok(p) => match engine.submit_prepared(p).await {
+            Ok(e) => Ok(Asked::Recorded(e.id)),
+            Err(e) => refused(e),
+        },
+        Err(e) => refused(e),
+    }
+}
+
 /// Evaluate trigger instance `t` against the rules for its type. `fresh`: accepted by
 /// this process (no rule can have asked for an execution for it yet).
 pub async fn evaluate(
@@ -264,7 +304,7 @@ pub async fn evaluate(
     // Executions that run unrecorded, with their enforcements: written when each ends.
     let mut unrecorded = Vec::new();
     for rule in content.rule_index.for_trigger(&t.trigger) {
-        let outcome = match rule.matches(&mut ctx) {
+        let asked = match rule.matches(&mut ctx) {
             Ok(false) => continue,
             Ok(true)
                 if !fresh
@@ -277,34 +317,15 @@ pub async fn evaluate(
                 continue;
             }
             Ok(true) => match rule.render_parameters(&mut ctx) {
-                Ok(parameters) => {
-                    let req = Request {
-                        action: rule.spec.action.action.clone(),
-                        parameters,
-                        rule: Some(rule.reference.clone()),
-                        trigger_instance: Some(t.id.clone()),
-                        requested_by: Some(format!("rule:{}", rule.reference)),
-                        ..Default::default()
-                    };
-                    match engine.prepare(&req) {
-                        Ok(p) if p.may_run_unrecorded() => Ok(Err(p)),
-                        Ok(p) => match engine.submit_prepared(p).await {
-                            Ok(e) => Ok(Ok(e.id)),
-                            Err(EngineError::Store(s)) => return Err(s.into()),
-                            Err(e) => Err(e.to_string()),
-                        },
-                        Err(EngineError::Store(s)) => return Err(s.into()),
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-                Err(e) => Err(e),
+                Ok(parameters) => ask(engine, rule, &t.id, parameters).await?,
+                Err(e) => Asked::Refused(e),
             },
-            Err(e) => Err(e),
+            Err(e) => Asked::Refused(e),
         };
-        let (execution, waiting) = match outcome {
-            Ok(Ok(id)) => (Ok(id), None),
-            Ok(Err(p)) => (Ok(p.execution.id.clone()), Some(p)),
-            Err(e) => (Err(e), None),
+        let (execution, waiting) = match asked {
+            Asked::Recorded(id) => (Ok(id), None),
+            Asked::Unrecorded(p) => (Ok(p.execution.id.clone()), Some(*p)),
+            Asked::Refused(e) => (Err(e), None),
         };
         let enforcement = Enforcement {
             id: engine.new_id(),
