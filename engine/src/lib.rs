@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod aws;
 pub mod bench;
 pub mod bench_http;
 pub mod bench_pipeline;

@@ -25,7 +25,7 @@
 //! `ModifyIndex`; an agent that cannot be reached gives `cannot reach Consul at ADDR:
 //! connection refused`. The token never appears in results, errors or logs.
 
-use super::kubernetes::Params;
+use super::params::Params;
 use super::rest::{config_str, path_param, Endpoint, Reply};
 use super::{Outcome, RunContext, Runner};
 use crate::model::Json;

@@ -59,6 +59,7 @@ mod fake_api;
 pub mod http;
 pub mod kubernetes;
 pub mod noop;
+mod params;
 pub mod process;
 mod rest;
 pub mod rhai_script;

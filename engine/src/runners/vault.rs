@@ -25,7 +25,7 @@
 //! unreachable server gives `cannot reach Vault at ADDR: connection refused`. Tokens,
 //! secret ids and secret data never appear in results, errors or logs.
 
-use super::kubernetes::Params;
+use super::params::Params;
 use super::rest::{config_str, Endpoint, Reply};
 use super::{Outcome, RunContext, Runner};
 use crate::locks::MutexExt;

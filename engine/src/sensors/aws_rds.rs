@@ -36,8 +36,8 @@
 //! backoff. The checkpoint is kept, so the next successful poll catches up.
 
 use super::{emit_with_retry, Sensor, SensorContext, SensorError};
+use crate::aws::{connect, rds};
 use crate::model::Json;
-use crate::runners::aws::{connect, rds};
 use async_trait::async_trait;
 use aws_sdk_rds::types::Filter;
 use serde_json::json;
@@ -99,7 +99,7 @@ impl PollConfig {
 }
 
 fn string_list(v: &Json) -> Option<Vec<String>> {
-    crate::runners::aws::strings(v)
+    crate::aws::strings(v)
 }
 
 /// Check `config`: each problem as `(field, message naming config.<field>)`.

@@ -1,5 +1,5 @@
 //! `aws.*`: runners that call AWS (RDS and STS) with the accounts of the aws pack's
-//! configuration, `config/aws.yaml` (see [`config`]).
+//! configuration, `config/aws.yaml` (see [`crate::aws::config`]).
 //!
 //! | runner | does |
 //! |---|---|
@@ -23,18 +23,18 @@
 //! message (`aws.rds_create_db_instance: InvalidParameterValue: ...`), or says which
 //! endpoint could not be reached. Every runner stops when the execution is canceled.
 
-use super::kubernetes::Params;
+use super::params::Params;
 use super::{ActionOutcome, RunContext, Runner};
 use crate::model::Json;
 use std::future::Future;
 use std::sync::Arc;
 
-pub mod config;
 pub mod rds;
 mod rds_wait;
 pub mod sts;
 
-pub use config::{connect, Aws};
+pub(crate) use crate::aws::strings;
+pub use crate::aws::{connect, Aws};
 pub use rds::{CreateDbInstance, DeleteDbInstance, DescribeDbInstances, ModifyDbInstance};
 pub use rds_wait::WaitDbInstance;
 pub use sts::AssumeRole;
@@ -107,18 +107,6 @@ pub(crate) fn opt_strings(p: &Params<'_>, key: &str) -> Result<Option<Vec<String
         Some(v) => strings(v)
             .map(Some)
             .ok_or_else(|| format!("parameter `{key}` must be a list of strings, got {v}")),
-    }
-}
-
-/// A JSON string or list of strings as strings.
-pub(crate) fn strings(v: &Json) -> Option<Vec<String>> {
-    match v {
-        Json::String(s) => Some(vec![s.clone()]),
-        Json::Array(items) => items
-            .iter()
-            .map(|i| i.as_str().map(str::to_string))
-            .collect(),
-        _ => None,
     }
 }
 

@@ -2,8 +2,8 @@
 //! after an optional `delay`, with exponential backoff, progress lines in the execution's
 //! output, a timeout, and an immediate failure on a status it cannot come back from.
 
-use super::rds::{find, status_of, summary};
 use super::{clients, Outcome, Params};
+use crate::aws::rds::{find, status_of, summary};
 use crate::runners::RunContext;
 use serde_json::json;
 use std::time::{Duration, Instant};

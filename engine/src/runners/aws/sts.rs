@@ -2,8 +2,8 @@
 //! token are registered as secrets, so records and output show them masked while the
 //! clear values still flow to the next task of a workflow.
 
-use super::config::{describe_error, DEFAULT_SESSION_NAME};
 use super::{clients, opt_i32, Outcome, Params};
+use crate::aws::config::{describe_error, DEFAULT_SESSION_NAME};
 use crate::runners::RunContext;
 use aws_sdk_sts::primitives::DateTimeFormat;
 use serde_json::json;

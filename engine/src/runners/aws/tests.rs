@@ -1,6 +1,8 @@
-use super::config::{parse, Account, DEFAULT_ACCOUNT};
-use super::rds::{filters_from, final_snapshot_name, incompatible, summary, tags_from, tags_json};
 use super::rds_wait::{judge, Backoff, Verdict};
+use crate::aws::config::{parse, Account, DEFAULT_ACCOUNT};
+use crate::aws::rds::{
+    filters_from, final_snapshot_name, incompatible, summary, tags_from, tags_json,
+};
 use aws_sdk_rds::types::{DbInstance, Endpoint, Tag};
 use serde_json::json;
 use std::time::Duration;
