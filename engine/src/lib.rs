@@ -8,9 +8,6 @@
 pub mod api;
 pub mod audit;
 pub mod aws;
-pub mod bench;
-pub mod bench_http;
-pub mod bench_pipeline;
 pub mod bus;
 pub mod cli;
 pub mod content;

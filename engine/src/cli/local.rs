@@ -26,7 +26,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
         Command::Action(cmd) => action(&cli, cmd),
         Command::Run(args) => run(&cli, args).await,
         Command::Execution(cmd) => execution(&cli, cmd).await,
-        Command::Bench(args) => crate::bench::run(&cli, args).await,
+        Command::Bench(args) => crate::cli::bench::run(&cli, args).await,
         Command::Serve(args) => super::serve::run(&cli, args).await,
         Command::Trigger(cmd) => trigger(&cli, cmd),
         Command::Sensor(SensorCmd::List) => sensors(&cli),

@@ -1,6 +1,7 @@
 //! The `squall` command line (docs/cli.md). Commands are thin: they load content, open the
 //! store and call the same services the API uses.
 
+pub mod bench;
 pub(crate) mod local;
 mod output;
 mod pack;
@@ -73,7 +74,7 @@ pub enum Command {
     /// Run sensors, rules, executions and the HTTP API in one process.
     Serve(serve::ServeArgs),
     /// Measure rule evaluation, execution and workflow throughput on this machine.
-    Bench(crate::bench::BenchArgs),
+    Bench(bench::BenchArgs),
 }
 
 /// `squall run`.

@@ -2,6 +2,9 @@
 //! machine, with real components (rhai, sled with durable flushes, the chain interpreter).
 //! Reports numbers; it asserts nothing.
 
+pub mod http;
+pub mod pipeline;
+
 use crate::cli::local::Failure;
 use crate::cli::{Cli, ExitCode, Format};
 use crate::executions::{Engine, Request};
@@ -58,15 +61,11 @@ pub struct BenchArgs {
 /// Run the benchmarks and print the figures.
 pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
     if args.http_only {
-        let http = crate::bench_http::figures(&cli.root, &args.http_connections, args.http_seconds)
-            .await?;
+        let http = http::figures(&cli.root, &args.http_connections, args.http_seconds).await?;
         if cli.output != Format::Table {
             crate::cli::print_structured(cli.output, &json!({"http": http}));
         } else {
-            http.as_array()
-                .into_iter()
-                .flatten()
-                .for_each(crate::bench_http::print);
+            http.as_array().into_iter().flatten().for_each(http::print);
         }
         return Ok(0);
     }
@@ -80,16 +79,16 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
     let execs = bench_executions(&engine, args.executions, args.concurrency).await?;
     let chain = bench_workflow(&engine, "bench.chain", args.chain_tasks).await?;
     let fan = bench_workflow(&engine, "bench.fan", args.with_items).await?;
-    let pipeline = crate::bench_pipeline::latency(&engine, args.rate, args.seconds).await?;
+    let pipeline = pipeline::latency(&engine, args.rate, args.seconds).await?;
     let process = if args.no_process {
         Json::Null
     } else {
-        crate::bench_pipeline::process_figures(&cli.root).await?
+        pipeline::process_figures(&cli.root).await?
     };
     let http = if args.no_http {
         Json::Null
     } else {
-        crate::bench_http::figures(&cli.root, &args.http_connections, args.http_seconds).await?
+        http::figures(&cli.root, &args.http_connections, args.http_seconds).await?
     };
     let report = json!({
         "rule_evaluations_per_second": rules,
@@ -142,7 +141,7 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
             );
         }
         for h in http.as_array().into_iter().flatten() {
-            crate::bench_http::print(h);
+            http::print(h);
         }
     }
     Ok(0)

@@ -250,7 +250,7 @@ fn write_content(root: &Path, to: &Path) -> Result<(), Failure> {
             core.display()
         )));
     }
-    crate::bench_pipeline::copy_dir(&core, &to.join("packs/core"))?;
+    super::pipeline::copy_dir(&core, &to.join("packs/core"))?;
     std::fs::create_dir_all(to.join("sensors"))?;
     std::fs::create_dir_all(to.join("rules"))?;
     std::fs::write(
