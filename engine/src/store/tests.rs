@@ -410,3 +410,37 @@ fn a_rule_request_cut_off_by_a_crash_before_its_record_does_not_count() {
     );
     assert_eq!(s.execution_for("01TRIG", "site.other").unwrap(), None);
 }
+
+/// Many writers waiting at once share flushes (one leads, the others wait for it), and
+/// every one of them returns with its write covered by a flush that ended after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_flushes_and_each_is_covered() {
+    let d = tempfile::tempdir().unwrap();
+    let s = std::sync::Arc::new(SledStore::open(d.path(), None).unwrap());
+    let before = s.flush_count();
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let e = exec(&format!("01W{i:04}"), "core.noop", Status::Succeeded);
+            let t = s.put_execution(None, &e).unwrap();
+            s.durable(t).await.unwrap();
+            (t, s.flushed.load(Ordering::SeqCst))
+        }));
+    }
+    for t in tasks {
+        let (ticket, flushed) = tokio::time::timeout(std::time::Duration::from_secs(60), t)
+            .await
+            .expect("a writer waited for a flush that never came")
+            .unwrap();
+        assert!(
+            flushed >= ticket,
+            "ticket {ticket} returned before its flush ({flushed})"
+        );
+    }
+    let flushes = s.flush_count() - before;
+    assert!(
+        flushes >= 1 && flushes < 300,
+        "{flushes} flushes for 300 writers"
+    );
+}
