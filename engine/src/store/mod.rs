@@ -260,10 +260,7 @@ pub struct SledStore {
     written: AtomicU64,
     flushed: AtomicU64,
     flushes: AtomicU64,
-    /// Held by the one caller doing a flush (the leader of a group commit).
     flush_lock: tokio::sync::Mutex<()>,
-    /// Wakes every caller waiting for the flush in progress.
-    flush_done: tokio::sync::Notify,
     _lock: File,
 }
 
@@ -359,7 +356,6 @@ impl SledStore {
             flushed: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
             flush_lock: tokio::sync::Mutex::new(()),
-            flush_done: tokio::sync::Notify::new(),
             _lock: lock,
         };
         if store.settle_audit_markers()? > 0 {
@@ -623,40 +619,17 @@ impl SledStore {
     }
 
     /// Make every write committed before ticket `ticket` durable. Concurrent callers share
-    /// one flush (group commit): one of them leads it, the others wait for it together and
-    /// are all woken when it ends (not handed a lock one after the other, which made 256
-    /// waiters a convoy of 256 wake-ups per flush); a waiter that flush does not cover
-    /// leads the next one.
+    /// one flush (group commit).
     pub async fn durable(&self, ticket: u64) -> Result<(), StoreError> {
-        loop {
-            if self.flushed.load(Ordering::SeqCst) >= ticket {
-                return Ok(());
-            }
-            let done = self.flush_done.notified();
-            tokio::pin!(done);
-            // Registered before trying to lead: a flush that ends from now on wakes us.
-            done.as_mut().enable();
-            let Ok(leader) = self.flush_lock.try_lock() else {
-                done.await;
-                continue;
-            };
-            if self.flushed.load(Ordering::SeqCst) >= ticket {
-                return Ok(());
-            }
-            let result = self.lead_flush().await;
-            // Unlocked before the wake-up: a waiter that registered after it finds the
-            // lock free and leads the next flush itself, so no one waits for nothing.
-            drop(leader);
-            self.flush_done.notify_waiters();
-            return result;
+        if self.flushed.load(Ordering::SeqCst) >= ticket {
+            return Ok(());
         }
-    }
-
-    /// One group commit, by its leader: let writers about to commit join it, then flush
-    /// and sync everything written so far.
-    async fn lead_flush(&self) -> Result<(), StoreError> {
-        // Commit delay: a few scheduler turns cost microseconds and make each disk sync
-        // cover more records.
+        let _g = self.flush_lock.lock().await;
+        if self.flushed.load(Ordering::SeqCst) >= ticket {
+            return Ok(());
+        }
+        // Let writers that are about to commit join this flush (commit delay): a few
+        // scheduler turns cost microseconds and make each disk sync cover more records.
         for _ in 0..COMMIT_DELAY_TURNS {
             tokio::task::yield_now().await;
         }
