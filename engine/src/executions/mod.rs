@@ -344,8 +344,8 @@ impl Engine {
         );
         let supervised = supervise(run, deadline, &cancel, fallback);
         tokio::pin!(supervised);
-        // The status the store holds for this execution (`None`: not stored yet).
-        let mut in_store = stored.then_some(());
+        // Whether the store holds a record of this execution by now.
+        let mut in_store = stored;
         let (mut execution, outcome) = match &unstored {
             None => supervised.await,
             Some((record, params)) => tokio::select! {
@@ -355,7 +355,7 @@ impl Engine {
                     let mut b = Batch::default();
                     self.stage_record(&mut b, None, record, params);
                     match self.store.commit(b) {
-                        Ok(_) => in_store = Some(()),
+                        Ok(_) => in_store = true,
                         Err(e) => tracing::warn!(execution = %id, error = %e, "cannot show the running execution"),
                     }
                     supervised.await
@@ -364,7 +364,7 @@ impl Engine {
         };
         sink.end();
         self.cancels.locked().remove(&id);
-        let prev = in_store.map(|()| execution.status);
+        let prev = in_store.then_some(execution.status);
         execution.status = outcome.status;
         let masked = crate::secrets::mask_json(&outcome.result);
         let mut batch = Batch::default();

@@ -114,6 +114,9 @@ impl Engine {
     pub(crate) async fn run_unrecorded(self: &Arc<Self>, p: Prepared, finish: Finish) {
         let cancel = CancellationToken::new();
         let Some(permits) = self.acquire(&p, &cancel).await else {
+            // Only when the pools are closed (never while the engine lives): the trigger
+            // stays `pending` and is evaluated again at the next start.
+            tracing::error!(execution = %p.execution.id, "no worker for the execution; not run");
             return;
         };
         let engine = self.clone();
