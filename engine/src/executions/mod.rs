@@ -100,6 +100,17 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// A record already in the store, to run again (recovery, a resumed workflow).
+    /// `parameters` are its full parameters ([`Engine::stored_parameters`]).
+    pub fn of_stored(execution: Execution, parameters: Json, action: Arc<Action>) -> Prepared {
+        Prepared {
+            execution,
+            parameters,
+            action,
+            stored: true,
+        }
+    }
+
     /// Whether this execution may start without a record in the store: an idempotent leaf
     /// action. A crash before its final record is durable loses nothing the promises keep:
     /// its trigger is still `pending` and is evaluated again, and an idempotent action may
@@ -218,6 +229,18 @@ impl Engine {
             action,
             stored: false,
         })
+    }
+
+    /// The full parameters of stored execution `e` of `action`: the sealed copy when they
+    /// held secrets (the record shows them masked), else the record's own; their secret
+    /// values are registered for masking.
+    pub fn stored_parameters(&self, e: &Execution, action: &Action) -> Result<Json, EngineError> {
+        let parameters = self
+            .store
+            .sealed_params(&e.id)?
+            .unwrap_or_else(|| e.parameters.clone());
+        crate::params::register_secrets(&action.meta.parameters, &parameters);
+        Ok(parameters)
     }
 
     /// A failed record for a request that could not be prepared (a chain task whose

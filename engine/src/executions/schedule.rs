@@ -215,20 +215,11 @@ impl Engine {
                     continue;
                 }
             };
-            let parameters = self
-                .store
-                .sealed_params(&e.id)?
-                .unwrap_or_else(|| e.parameters.clone());
-            crate::params::register_secrets(&action.meta.parameters, &parameters);
+            let parameters = self.stored_parameters(&e, &action)?;
             match e.status {
                 Status::Requested | Status::Scheduled => {
                     report.requeued.push(e.id.clone());
-                    self.spawn_scheduled(Prepared {
-                        execution: e,
-                        parameters,
-                        action,
-                        stored: true,
-                    });
+                    self.spawn_scheduled(Prepared::of_stored(e, parameters, action));
                 }
                 Status::Canceling => {
                     self.end_unstarted(
@@ -243,7 +234,7 @@ impl Engine {
                     let engine = self.clone();
                     self.tracker.spawn(async move {
                         let id = e.id.clone();
-                        let p = Prepared { execution: e, parameters, action, stored: true };
+                        let p = Prepared::of_stored(e, parameters, action);
                         if let Err(err) = engine.run_prepared(p, CancellationToken::new()).await {
                             tracing::error!(execution = %id, error = %err, "resumed workflow could not be recorded");
                         }
@@ -258,7 +249,7 @@ impl Engine {
                         if let Ok(t) = engine.store.put_execution(Some(Status::Running), &e) {
                             let _ = engine.store.durable(t).await;
                         }
-                        let p = Prepared { execution: e, parameters, action, stored: true };
+                        let p = Prepared::of_stored(e, parameters, action);
                         if let Err(err) = engine.run_prepared(p, CancellationToken::new()).await {
                             tracing::error!(execution = %id, error = %err, "re-run could not be recorded");
                         }

@@ -43,16 +43,8 @@ impl Chain {
         let action = self.engine.content().actions.get(&child.action).cloned();
         // A nested workflow is resumable like its parent: carry on from its own state.
         if let Some(action) = action.clone().filter(|a| a.workflow.is_some()) {
-            let parameters = store
-                .sealed_params(id)?
-                .unwrap_or_else(|| child.parameters.clone());
-            crate::params::register_secrets(&action.meta.parameters, &parameters);
-            let p = crate::executions::Prepared {
-                execution: child,
-                parameters,
-                action,
-                stored: true,
-            };
+            let parameters = self.engine.stored_parameters(&child, &action)?;
+            let p = crate::executions::Prepared::of_stored(child, parameters, action);
             let engine = self.engine.clone();
             let cancel = self.cancel.clone();
             let handle = tokio::spawn(async move { engine.run_prepared_clear(p, cancel).await });
