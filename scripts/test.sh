@@ -66,10 +66,10 @@ step "format"
 cargo fmt --all -- --check
 
 step "lint"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build"
-cargo build --locked --all-targets
+cargo build --workspace --locked --all-targets
 
 step "test servers: Kubernetes control plane"
 wait_build "$K8S_BUILD" k8s
@@ -86,6 +86,6 @@ done <"$INFRA_LOG/servers.out"
   "${SQUALL_CONSUL:?install.sh printed no SQUALL_CONSUL}"
 
 step "tests"
-cargo test --locked -- --test-threads="${SQUALL_TEST_THREADS:-2}"
+cargo test --workspace --locked -- --test-threads="${SQUALL_TEST_THREADS:-2}"
 
 step "all tests passed"

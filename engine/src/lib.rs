@@ -1,29 +1,11 @@
 //! Squall: an event-driven automation engine for Kubernetes and cloud operations.
 //!
-//! Follow the data: sensors emit triggers onto the bus; [`rules`] match them and request
-//! executions; [`executions`] run them with [`runners`] (or the [`workflow`] interpreter);
-//! [`store`] keeps every record durably. [`content`] loads what users write (packs,
-//! actions, rules, workflows, sensors) and [`expr`] evaluates the rhai expressions in it.
+//! This crate is the `squall` command ([`cli`]). The layers below it, following the data:
+//! - `squall-core` (`engine/core`): the model, content loading, expressions, secrets, the
+//!   store, and the seams — the `Runner`, `Sensor`, `Bus` and `Store` traits;
+//! - `squall-runtime` (`engine/runtime`): the bus, rule evaluation, executions, the
+//!   action-chain interpreter, the built-in runners and sensors;
+//! - `squall-integrations` (`engine/integrations`): Kubernetes, AWS, Consul and Vault;
+//! - `squall-server` (`engine/server`): `squall serve`'s service and HTTP API.
 
-pub mod api;
-pub mod audit;
-pub mod aws;
-pub mod bus;
 pub mod cli;
-pub mod content;
-pub mod executions;
-pub mod expr;
-pub mod k8s;
-pub mod limits;
-pub mod locks;
-pub mod metrics;
-pub mod model;
-pub mod params;
-pub mod rules;
-pub mod runners;
-pub mod secrets;
-pub mod sensors;
-pub mod service;
-pub mod store;
-pub mod views;
-pub mod workflow;

@@ -187,7 +187,7 @@ fn parameters_and_results_too_deep_are_refused_with_the_limit_and_the_path() {
 
 /// Write raw bytes under `key` of `tree` in the data dir (no server running).
 fn plant(sq: &Squall, tree: &str, key: &str, value: &[u8]) {
-    let store = squall::store::SledStore::open(&sq.data(), None).expect("open the store");
+    let store = squall_core::store::SledStore::open(&sq.data(), None).expect("open the store");
     store
         .db()
         .open_tree(tree)
@@ -215,7 +215,7 @@ fn an_unreadable_record_is_skipped_by_listings_and_start_up_and_named() {
     plant(&sq, "triggers", "01J00000000000000000000TR1", b"{\"id\": ");
     let deep = json!({"id": "01J00000000000000000000TR2", "type": "core.nothing", "source": "old",
         "occurred_at": "2024-01-01T00:00:00Z", "status": "processed",
-        "payload": {"body": squall::limits::nested_array(130)}});
+        "payload": {"body": squall_core::limits::nested_array(130)}});
     plant(
         &sq,
         "triggers",
@@ -252,7 +252,7 @@ fn an_unreadable_record_is_skipped_by_listings_and_start_up_and_named() {
         triggers[0]["id"], "01J00000000000000000000TR2",
         "{triggers:#}"
     );
-    assert_eq!(squall::limits::depth(&triggers), 101);
+    assert_eq!(squall_core::limits::depth(&triggers), 101);
     let r = s.request("GET", &format!("/api/v1/executions/{bad}"), None, None);
     assert_eq!(r.status, 500);
     assert!(

@@ -132,9 +132,9 @@ struct Stored {
 }
 
 fn stored(sq: &Squall) -> Stored {
-    let store = squall::store::SledStore::open(&sq.data(), None).expect("open the store");
+    let store = squall_core::store::SledStore::open(&sq.data(), None).expect("open the store");
     let all = store
-        .list_executions(&squall::store::ListFilter::default())
+        .list_executions(&squall_core::store::ListFilter::default())
         .expect("list executions")
         .items;
     let mut executions = BTreeMap::new();

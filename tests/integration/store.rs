@@ -170,7 +170,7 @@ fn an_unreadable_sensor_checkpoint_keeps_the_sensor_in_error_until_reset() {
     });
     assert_eq!(server.terminate(), Some(0));
     {
-        let store = squall::store::SledStore::open(&sq.data(), None).expect("store");
+        let store = squall_core::store::SledStore::open(&sq.data(), None).expect("store");
         let tree = store.db().open_tree("sensors").expect("tree");
         assert!(
             tree.get("c:site.tick").expect("get").is_some(),

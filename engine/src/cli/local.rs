@@ -4,12 +4,11 @@ use super::output::{self, structured, Format};
 use super::{
     ActionCmd, Cli, Command, ExecutionCmd, ExitCode, RuleCmd, RunArgs, SensorCmd, TriggerCmd,
 };
-use crate::content::{self, Content};
-use crate::executions::{Engine, Request};
-use crate::model::{Json, Status};
-use crate::runners::Registry;
-use crate::store::{ListFilter, SledStore};
 use serde_json::json;
+use squall_core::content::{self, Content};
+use squall_core::model::{Json, Status};
+use squall_core::store::{ListFilter, SledStore};
+use squall_runtime::executions::{Engine, Request};
 use std::io::Read;
 use std::sync::Arc;
 
@@ -81,7 +80,7 @@ fn needs_server(what: &str) -> Failure {
 
 /// Load the content root; print the problems when it is invalid.
 pub fn load(cli: &Cli) -> Result<Arc<Content>, Failure> {
-    match content::load(&cli.root) {
+    match content::load(&cli.root, &squall_server::components()) {
         Ok(c) => Ok(Arc::new(c)),
         Err(d) => {
             for p in &d.0 {
@@ -105,11 +104,15 @@ pub fn engine(cli: &Cli, content: Arc<Content>) -> Result<Arc<Engine>, Failure> 
         .as_ref()
         .map(|k| content.root.join(content::expand_home(k)));
     let store = SledStore::open(&dir, key.as_deref())?;
-    Ok(Engine::new(content, Arc::new(store), Registry::builtin()))
+    Ok(Engine::new(
+        content,
+        Arc::new(store),
+        squall_server::components().runners,
+    ))
 }
 
 fn validate(cli: &Cli) -> ExitCode {
-    match content::load(&cli.root) {
+    match content::load(&cli.root, &squall_server::components()) {
         Ok(c) => {
             let summary = json!({
                 "valid": true,
@@ -161,7 +164,7 @@ async fn run(cli: &Cli, args: &RunArgs) -> CmdResult {
         },
         None => Default::default(),
     };
-    let kv = crate::params::from_kv(&action.meta.parameters, &args.params)
+    let kv = squall_core::params::from_kv(&action.meta.parameters, &args.params)
         .map_err(|e| Failure::Usage(format!("{}: {e}", action.reference)))?;
     params.extend(kv);
     let engine = engine(cli, content)?;
@@ -184,7 +187,7 @@ async fn run(cli: &Cli, args: &RunArgs) -> CmdResult {
     printer.abort();
     let e = match result {
         Ok(e) => e,
-        Err(crate::executions::EngineError::Params { action, error }) => {
+        Err(squall_runtime::executions::EngineError::Params { action, error }) => {
             return Err(Failure::Usage(format!("{action}: {error}")))
         }
         Err(e) => return Err(e.into()),
@@ -206,12 +209,12 @@ fn action(cli: &Cli, cmd: &ActionCmd) -> CmdResult {
     let content = load(cli)?;
     match cmd {
         ActionCmd::List { pack } => {
-            let list = crate::views::actions(&content, pack.as_deref());
+            let list = squall_server::views::actions(&content, pack.as_deref());
             output::actions(cli.output, &Json::Array(list));
         }
         ActionCmd::Get { reference } => {
             let a = content.action(reference).map_err(Failure::Failed)?;
-            output::action(cli.output, &crate::views::action_doc(&content, &a));
+            output::action(cli.output, &squall_server::views::action_doc(&content, &a));
         }
     }
     Ok(0)
@@ -288,7 +291,7 @@ async fn execution(cli: &Cli, cmd: &ExecutionCmd) -> CmdResult {
             let prev = e.status;
             e.status = Status::Canceled;
             e.error = Some("canceled from the command line".into());
-            e.finished_at = Some(crate::model::now_rfc3339());
+            e.finished_at = Some(squall_core::model::now_rfc3339());
             let t = engine.store().put_execution(Some(prev), &e)?;
             engine.store().durable(t).await?;
             output::execution(cli.output, &e);
@@ -318,18 +321,21 @@ fn rule(cli: &Cli, cmd: &RuleCmd) -> CmdResult {
     let content = load(cli)?;
     match cmd {
         RuleCmd::List => {
-            output::rules(cli.output, &Json::Array(crate::views::rules(&content)));
+            output::rules(
+                cli.output,
+                &Json::Array(squall_server::views::rules(&content)),
+            );
             Ok(0)
         }
         RuleCmd::Get { reference } => {
             let r = content.rule(reference).map_err(Failure::Failed)?;
-            output::rule(cli.output, &crate::views::rule_doc(&content, &r));
+            output::rule(cli.output, &squall_server::views::rule_doc(&content, &r));
             Ok(0)
         }
         RuleCmd::Test { reference, trigger } => {
             let r = content.rule(reference).map_err(Failure::Usage)?;
             let payload = read_payload(trigger)?;
-            let report = crate::views::rule_test(&content, &r, &payload);
+            let report = squall_server::views::rule_test(&content, &r, &payload);
             let ok = output::rule_test(cli.output, &r.reference, &r.spec.action.action, &report);
             Ok(if ok { 0 } else { 1 })
         }
@@ -359,7 +365,7 @@ fn trigger(cli: &Cli, cmd: &TriggerCmd) -> CmdResult {
             let content = load(cli)?;
             let engine = engine(cli, content)?;
             let list = engine.store().list_triggers(trigger.as_deref(), *limit)?;
-            let doc = crate::secrets::mask_json(&serde_json::to_value(&list.items)?);
+            let doc = squall_core::secrets::mask_json(&serde_json::to_value(&list.items)?);
             output::trigger_instances(cli.output, &doc);
             warn_skipped(&list.skipped);
             Ok(0)
@@ -400,7 +406,7 @@ fn store_check(cli: &Cli) -> CmdResult {
 
 /// Tell on stderr which stored records a listing left out (they cannot be read).
 fn warn_skipped(skipped: &[String]) {
-    if let Some(w) = crate::store::skipped_warning(skipped) {
+    if let Some(w) = squall_core::store::skipped_warning(skipped) {
         eprintln!("warning: {w}");
     }
 }
@@ -420,11 +426,10 @@ async fn reset_sensor(cli: &Cli, name: &str) -> CmdResult {
 
 fn sensors(cli: &Cli) -> CmdResult {
     let content = load(cli)?;
-    let registry = crate::sensors::Registry::builtin();
     let list: Vec<Json> = content
         .sensors
         .values()
-        .map(|s| crate::views::sensor_summary(&content, s, registry.trigger_of(&s.spec)))
+        .map(|s| squall_server::views::sensor_summary(&content, s))
         .collect();
     output::sensors(cli.output, &Json::Array(list));
     Ok(0)

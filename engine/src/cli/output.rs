@@ -1,8 +1,8 @@
 //! Printing: `-o table|json|yaml`.
 
-use crate::model::{Execution, Json};
 use clap::ValueEnum;
 use serde::Serialize;
+use squall_core::model::{Execution, Json};
 
 /// Output format of a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,7 +67,7 @@ pub fn yaml_block(v: &Json, indent: usize) -> String {
     text.lines().map(|l| format!("{pad}{l}\n")).collect()
 }
 
-pub use crate::model::seconds_between as duration;
+pub use squall_core::model::seconds_between as duration;
 
 /// Print an execution record in the chosen format.
 pub fn execution(format: Format, e: &Execution) {
@@ -188,7 +188,7 @@ pub fn executions_json(format: Format, doc: &Json) -> Result<(), String> {
     Ok(())
 }
 
-/// `action list`: documents from [`crate::views::action_summary`].
+/// `action list`: documents from [`squall_server::views::action_summary`].
 pub fn actions(format: Format, list: &Json) {
     if structured(format, list).is_none() {
         let rows = rows(list, &["ref", "runner", "description"]);
@@ -196,7 +196,7 @@ pub fn actions(format: Format, list: &Json) {
     }
 }
 
-/// `action get`: the document from [`crate::views::action_doc`].
+/// `action get`: the document from [`squall_server::views::action_doc`].
 pub fn action(format: Format, doc: &Json) {
     if structured(format, doc).is_some() {
         return;
@@ -241,7 +241,7 @@ pub fn action(format: Format, doc: &Json) {
     }
 }
 
-/// `rule list`: documents from [`crate::views::rule_summary`].
+/// `rule list`: documents from [`squall_server::views::rule_summary`].
 pub fn rules(format: Format, list: &Json) {
     if structured(format, list).is_none() {
         let rows = rows(list, &["ref", "trigger", "action", "enabled"]);
@@ -249,7 +249,7 @@ pub fn rules(format: Format, list: &Json) {
     }
 }
 
-/// `rule get`: the document from [`crate::views::rule_doc`] (YAML in table mode).
+/// `rule get`: the document from [`squall_server::views::rule_doc`] (YAML in table mode).
 pub fn rule(format: Format, doc: &Json) {
     if structured(format, doc).is_none() {
         print!("{}", serde_yaml::to_string(doc).unwrap_or_default());

@@ -2,8 +2,8 @@
 
 use super::output::{structured, table};
 use super::{Cli, ExitCode, PackCmd};
-use crate::content;
 use serde_json::json;
+use squall_core::content;
 use std::path::Path;
 
 /// Run a pack command.
@@ -16,7 +16,7 @@ pub fn run(cli: &Cli, cmd: &PackCmd) -> ExitCode {
 }
 
 fn list(cli: &Cli) -> ExitCode {
-    let c = match content::load(&cli.root) {
+    let c = match content::load(&cli.root, &squall_server::components()) {
         Ok(c) => c,
         Err(d) => {
             eprintln!("{d}");
@@ -26,7 +26,7 @@ fn list(cli: &Cli) -> ExitCode {
     let list: Vec<serde_json::Value> = c
         .packs
         .values()
-        .map(|p| crate::views::pack_summary(&c, p))
+        .map(|p| squall_server::views::pack_summary(&c, p))
         .collect();
     if structured(cli.output, &list).is_none() {
         let rows: Vec<Vec<String>> = list
@@ -67,7 +67,7 @@ fn validate(cli: &Cli, name: Option<&str>) -> ExitCode {
             return 2;
         }
     }
-    let problems = match content::load(&cli.root) {
+    let problems = match content::load(&cli.root, &squall_server::components()) {
         Ok(_) => Vec::new(),
         Err(d) => {
             d.0.into_iter()
@@ -98,7 +98,7 @@ fn validate(cli: &Cli, name: Option<&str>) -> ExitCode {
 }
 
 fn new(cli: &Cli, name: &str) -> ExitCode {
-    if !crate::model::valid_name(name) {
+    if !squall_core::model::valid_name(name) {
         eprintln!("error: pack name {name:?} must match [a-z0-9_-]+ (lower-case letters, digits, _ and -)");
         return 2;
     }

@@ -11,10 +11,10 @@ use super::{
     ActionCmd, Cli, Command, ExecutionCmd, ExitCode, PackCmd, RuleCmd, RunArgs, SensorCmd,
     TriggerCmd,
 };
-use crate::model::{Json, ParamSpec, Status};
 use client::{Client, RemoteError, SseParser};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use squall_core::model::{Json, ParamSpec, Status};
 use std::io::Write;
 use std::time::Duration;
 
@@ -108,7 +108,7 @@ async fn run(f: Format, c: &Client, args: &RunArgs) -> CmdResult {
             .get(&["api", "v1", "actions", &args.action], &[])
             .await
             .map_err(not_found_is_usage)?;
-        let schema: crate::params::Schema = doc["metadata"]["parameters"]
+        let schema: squall_core::params::Schema = doc["metadata"]["parameters"]
             .as_object()
             .into_iter()
             .flatten()
@@ -123,7 +123,7 @@ async fn run(f: Format, c: &Client, args: &RunArgs) -> CmdResult {
                 )
             })
             .collect();
-        let kv = crate::params::from_kv(&schema, &args.params)
+        let kv = squall_core::params::from_kv(&schema, &args.params)
             .map_err(|e| Failure::Usage(format!("{}: {e}", args.action)))?;
         params.extend(kv);
     }

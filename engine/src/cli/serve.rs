@@ -2,8 +2,8 @@
 
 use super::local::{engine, load, Failure};
 use super::{Cli, ExitCode};
-use crate::api::auth::Tokens;
-use crate::service::Service;
+use squall_server::api::auth::Tokens;
+use squall_server::service::Service;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode, Failure> {
     let content = load(cli)?;
     let settings = content.settings.clone();
     let tokens = match settings.auth.as_ref().and_then(|a| a.tokens_file.as_ref()) {
-        Some(f) => Tokens::load(&content.root.join(crate::content::expand_home(f)))
+        Some(f) => Tokens::load(&content.root.join(squall_core::content::expand_home(f)))
             .map_err(Failure::Failed)?,
         None => Tokens::default(),
     };
@@ -60,10 +60,10 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode, Failure> {
     engine.set_workers(
         settings
             .workers
-            .unwrap_or(crate::executions::DEFAULT_WORKERS),
+            .unwrap_or(squall_runtime::executions::DEFAULT_WORKERS),
     );
     let data_dir = engine.store().dir().to_path_buf();
-    let service = Service::start(engine, tokens, true)
+    let service = Service::start(engine, squall_server::components(), tokens, true)
         .await
         .map_err(Failure::Failed)?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -83,7 +83,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode, Failure> {
     } else {
         watch(service.clone(), &data_dir)
     };
-    let app = crate::api::router(service.clone());
+    let app = squall_server::api::router(service.clone());
     let stop = tokio_util::sync::CancellationToken::new();
     let stopped = stop.clone();
     let mut server = tokio::spawn(async move {

@@ -5,9 +5,9 @@
 //! server stopped), over the load and the drain that follows it.
 
 use crate::cli::local::Failure;
-use crate::model::{Json, Status};
-use crate::store::{ListFilter, SledStore};
 use serde_json::json;
+use squall_core::model::{Json, Status};
+use squall_core::store::{ListFilter, SledStore};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

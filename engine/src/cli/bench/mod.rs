@@ -7,12 +7,11 @@ pub mod pipeline;
 
 use crate::cli::local::Failure;
 use crate::cli::{Cli, ExitCode, Format};
-use crate::executions::{Engine, Request};
-use crate::model::{Json, RuleSpec, Status};
-use crate::rules::{Rule, TriggerContext};
-use crate::runners::Registry;
-use crate::store::SledStore;
 use serde_json::json;
+use squall_core::model::{Json, RuleSpec, Status};
+use squall_core::rules::{Rule, TriggerContext};
+use squall_core::store::SledStore;
+use squall_runtime::executions::{Engine, Request};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -72,10 +71,12 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
     let rules = bench_rules(args.triggers)?;
     let dir = tempfile_dir()?;
     write_content(dir.path(), args.chain_tasks, args.with_items)?;
-    let content =
-        Arc::new(crate::content::load(dir.path()).map_err(|d| Failure::Failed(d.to_string()))?);
+    let content = Arc::new(
+        squall_core::content::load(dir.path(), &squall_server::components())
+            .map_err(|d| Failure::Failed(d.to_string()))?,
+    );
     let store = Arc::new(SledStore::open(&dir.path().join(".squall"), None)?);
-    let engine = Engine::new(content, store, Registry::builtin());
+    let engine = Engine::new(content, store, squall_server::components().runners);
     let execs = bench_executions(&engine, args.executions, args.concurrency).await?;
     let chain = bench_workflow(&engine, "bench.chain", args.chain_tasks).await?;
     let fan = bench_workflow(&engine, "bench.fan", args.with_items).await?;

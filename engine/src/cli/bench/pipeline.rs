@@ -1,12 +1,12 @@
 //! Whole-pipeline figures for `squall bench`: trigger → rule → execution latency at a fixed
 //! offered load, and figures of a real `squall serve` process (idle memory, start-up time).
 
-use crate::bus::Bus;
 use crate::cli::local::Failure;
-use crate::executions::Engine;
-use crate::metrics::Metrics;
-use crate::model::Json;
 use serde_json::json;
+use squall_core::bus::Bus;
+use squall_core::metrics::Metrics;
+use squall_core::model::Json;
+use squall_runtime::executions::Engine;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 /// a no-op execution. Latency is from the trigger's acceptance time to the execution's
 /// start time, both as recorded in the store.
 pub async fn latency(engine: &Arc<Engine>, rate: u64, seconds: u64) -> Result<Json, Failure> {
-    let bus = crate::bus::LocalBus::start(
+    let bus = squall_runtime::bus::LocalBus::start(
         engine.clone(),
         Arc::new(Metrics::default()),
-        crate::bus::DEFAULT_CAPACITY,
+        squall_runtime::bus::DEFAULT_CAPACITY,
     );
     let total = rate.max(1) * seconds.max(1);
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);

@@ -1,0 +1,175 @@
+//! Loading and validating the content root: `squall.yaml`, packs, pack configuration,
+//! and the site's `rules/`, `workflows/` and `sensors/` folders (docs/content.md).
+//!
+//! [`load`] reads everything, reports *every* problem as a [`Diagnostic`] with
+//! `path:line:col`, and returns a [`Content`] only when there are none — so a bad edit never
+//! replaces content that works.
+
+mod action;
+pub mod guard;
+mod loader;
+mod settings;
+mod source;
+mod validate;
+mod written;
+mod yamlpos;
+
+pub use action::Action;
+pub use loader::load;
+pub(crate) use loader::Loader;
+pub use settings::{AuthSettings, ClusterSettings, LogSettings, Settings};
+pub use source::{expand_home, Diagnostic, Diagnostics, SourceFile};
+pub use written::{Reference, Step, Written};
+pub use yamlpos::{Duplicate, Pos, PosMap};
+
+use crate::model::{Json, PackMeta, SensorSpec};
+use crate::rules::{Rule, RuleIndex};
+use crate::workflow::{Workflow, DEFAULT_MAX_TASK_RUNS};
+use crate::Components;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The pack of the site's own `rules/`, `workflows/` and `sensors/` unless a file says otherwise.
+pub const SITE_PACK: &str = "site";
+
+/// A loaded pack.
+#[derive(Debug, Clone)]
+pub struct Pack {
+    /// `pack.yaml` as written.
+    pub meta: PackMeta,
+    /// The pack folder (`None` for the implicit `site` pack).
+    pub dir: Option<PathBuf>,
+    /// `config/<pack>.yaml`, defaults filled; `{}` when none.
+    pub config: Json,
+}
+
+/// A loaded sensor instance.
+#[derive(Debug, Clone)]
+pub struct Sensor {
+    /// `pack.name`.
+    pub reference: String,
+    /// Pack of the sensor.
+    pub pack: String,
+    /// As written.
+    pub spec: SensorSpec,
+    /// The trigger type it emits: `trigger:` as written, else its type's default.
+    pub trigger: String,
+    /// File it came from.
+    pub file: PathBuf,
+}
+
+/// Everything loaded from a content root, validated and compiled.
+#[derive(Debug, Default)]
+pub struct Content {
+    /// The content root.
+    pub root: PathBuf,
+    /// `squall.yaml`.
+    pub settings: Settings,
+    /// Packs by name.
+    pub packs: BTreeMap<String, Pack>,
+    /// Actions (workflows included) by reference.
+    pub actions: BTreeMap<String, Arc<Action>>,
+    /// Rules by reference.
+    pub rules: BTreeMap<String, Arc<Rule>>,
+    /// Enabled rules by trigger type.
+    pub rule_index: RuleIndex,
+    /// Sensor instances by reference.
+    pub sensors: BTreeMap<String, Arc<Sensor>>,
+    /// The `${env:}`/`${file:}` references of every file, to show objects as written.
+    pub written: Written,
+    /// The resolved values and secret configuration values, pinned as secrets while
+    /// this content is loaded.
+    pub secrets: crate::secrets::Pins,
+}
+
+impl Content {
+    /// The action `reference`, or an error that suggests close names.
+    pub fn action(&self, reference: &str) -> Result<Arc<Action>, String> {
+        self.actions
+            .get(reference)
+            .cloned()
+            .ok_or_else(|| unknown("action", reference, self.actions.keys()))
+    }
+
+    /// The rule `reference`, or an error that suggests close names.
+    pub fn rule(&self, reference: &str) -> Result<Arc<Rule>, String> {
+        self.rules
+            .get(reference)
+            .cloned()
+            .ok_or_else(|| unknown("rule", reference, self.rules.keys()))
+    }
+
+    /// Trigger types something listens to or emits: every rule's trigger and every
+    /// sensor instance's trigger.
+    pub fn trigger_types(&self) -> std::collections::BTreeSet<String> {
+        let mut out: std::collections::BTreeSet<String> = self
+            .rules
+            .values()
+            .map(|r| r.spec.trigger.clone())
+            .collect();
+        out.extend(self.sensors.values().map(|s| s.trigger.clone()));
+        out
+    }
+
+    /// The path of `file` as objects name it (`Action::file`...): relative to the root
+    /// when under it.
+    pub fn shown_path(&self, file: &Path) -> PathBuf {
+        file.strip_prefix(&self.root)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| file.to_path_buf())
+    }
+
+    /// Configuration of `pack` (`{}` when it has none).
+    pub fn pack_config(&self, pack: &str) -> Json {
+        self.packs
+            .get(pack)
+            .map(|p| p.config.clone())
+            .unwrap_or_else(|| serde_json::json!({}))
+    }
+
+    /// The data directory: `--data` if given, else `data_dir` from `squall.yaml`, else
+    /// `<root>/.squall`.
+    pub fn data_dir(&self) -> PathBuf {
+        match &self.settings.data_dir {
+            Some(d) => self.root.join(expand_home(d)),
+            None => self.root.join(".squall"),
+        }
+    }
+}
+
+/// "unknown action `x`; did you mean `y`?"
+pub fn unknown<'a>(kind: &str, name: &str, known: impl Iterator<Item = &'a String>) -> String {
+    let close: Vec<&String> = known.filter(|k| similar(k, name)).take(3).collect();
+    if close.is_empty() {
+        format!("unknown {kind} `{name}`")
+    } else {
+        let list: Vec<String> = close.iter().map(|c| format!("`{c}`")).collect();
+        format!(
+            "unknown {kind} `{name}`; did you mean {}?",
+            list.join(" or ")
+        )
+    }
+}
+
+fn similar(a: &str, b: &str) -> bool {
+    let (an, bn) = (
+        a.rsplit('.').next().unwrap_or(a),
+        b.rsplit('.').next().unwrap_or(b),
+    );
+    an == bn || a.contains(b) || b.contains(a) || edit_distance(a, b) <= 2
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
