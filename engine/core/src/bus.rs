@@ -4,8 +4,21 @@
 
 use crate::audit::Draft;
 use crate::model::{Json, TriggerInstance};
-use crate::sensor::Emitter;
 use async_trait::async_trait;
+
+/// Accepts triggers from sensors (the trigger bus implements it).
+#[async_trait]
+pub trait Emitter: Send + Sync {
+    /// Persist and enqueue one trigger instance; returns its id. An error means it was
+    /// not accepted; [`BusError::is_transient`] says whether trying again can help (a full
+    /// queue) or not (an invalid trigger type).
+    async fn emit(
+        &self,
+        trigger_type: &str,
+        payload: Json,
+        source: &str,
+    ) -> Result<String, BusError>;
+}
 
 /// Why a trigger was not accepted.
 #[derive(Debug, thiserror::Error)]

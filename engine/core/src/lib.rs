@@ -52,3 +52,27 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     msg
 }
+
+impl content::Catalog for Components {
+    fn check_action(&self, action: &content::Action) -> Option<Vec<(String, String)>> {
+        self.runners
+            .get(&action.meta.runner)
+            .map(|r| r.validate(action))
+    }
+
+    fn runner_names(&self) -> Vec<&'static str> {
+        self.runners.names()
+    }
+
+    fn check_sensor(&self, spec: &model::SensorSpec) -> Vec<(String, String)> {
+        self.sensors.validate(spec)
+    }
+
+    fn sensor_trigger(&self, spec: &model::SensorSpec) -> Option<String> {
+        self.sensors.trigger_of(spec)
+    }
+
+    fn sensor_exclusive_key(&self, spec: &model::SensorSpec) -> Option<String> {
+        self.sensors.get(&spec.kind)?.exclusive_key(&spec.config)
+    }
+}

@@ -236,5 +236,4 @@ impl Registry {
     }
 }
 
-/// The runner name of workflows.
-pub const ACTION_CHAIN: &str = "action-chain";
+pub use crate::content::ACTION_CHAIN;

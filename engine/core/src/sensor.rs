@@ -4,7 +4,7 @@
 //! `squall-runtime` (cron, interval, webhook) and `squall-integrations`. [`SensorContext`] gives a sensor
 //! what it needs: its config, a way to emit, a persisted checkpoint and a shutdown signal.
 
-use crate::bus::BusError;
+use crate::bus::{BusError, Emitter};
 use crate::content::Content;
 use crate::model::{Json, SensorSpec};
 use crate::store::Store;
@@ -13,20 +13,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// Accepts triggers from sensors (the trigger bus implements it).
-#[async_trait]
-pub trait Emitter: Send + Sync {
-    /// Persist and enqueue one trigger instance; returns its id. An error means it was
-    /// not accepted; [`BusError::is_transient`] says whether trying again can help (a full
-    /// queue) or not (an invalid trigger type).
-    async fn emit(
-        &self,
-        trigger_type: &str,
-        payload: Json,
-        source: &str,
-    ) -> Result<String, BusError>;
-}
 
 /// Why a sensor stopped.
 #[derive(Debug, Clone, thiserror::Error)]

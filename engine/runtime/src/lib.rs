@@ -13,8 +13,21 @@ pub mod executions;
 pub mod runners;
 pub mod sensors;
 
+use squall_core::content::Content;
+use squall_core::runner::Registry;
+use squall_core::store::Store;
 use squall_core::Components;
 use std::sync::Arc;
+
+/// An engine over loaded content and an open store that runs actions with `runners` and
+/// workflows with the action-chain interpreter.
+pub fn engine(
+    content: Arc<Content>,
+    store: Arc<dyn Store>,
+    runners: Registry,
+) -> Arc<executions::Engine> {
+    executions::Engine::new(content, store, runners, Arc::new(chain::ActionChain))
+}
 
 /// The built-in runners and sensor types.
 pub fn builtin() -> Components {

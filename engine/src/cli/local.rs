@@ -104,7 +104,7 @@ pub fn engine(cli: &Cli, content: Arc<Content>) -> Result<Arc<Engine>, Failure> 
         .as_ref()
         .map(|k| content.root.join(content::expand_home(k)));
     let store = SledStore::open(&dir, key.as_deref())?;
-    Ok(Engine::new(
+    Ok(squall_runtime::engine(
         content,
         Arc::new(store),
         squall_server::components().runners,

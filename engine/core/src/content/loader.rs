@@ -6,10 +6,10 @@ use super::*;
 use crate::model::{ActionMeta, RuleSpec, SensorSpec, WorkflowSpec};
 
 /// Load and validate the content under `root`, checking actions' runners and sensors'
-/// types and configuration against `components`.
-pub fn load(root: &Path, components: &Components) -> Result<Content, Diagnostics> {
+/// types and configuration against `catalog` (the build's [`crate::Components`]).
+pub fn load(root: &Path, catalog: &dyn Catalog) -> Result<Content, Diagnostics> {
     let mut l = Loader {
-        sensor_types: components.sensors.clone(),
+        catalog,
         root: root.to_path_buf(),
         diags: Vec::new(),
         settings: Settings::default(),
@@ -29,7 +29,7 @@ pub fn load(root: &Path, components: &Components) -> Result<Content, Diagnostics
     l.site();
     l.configs();
     l.compile_workflows();
-    validate::cross_check(&mut l, &components.runners);
+    validate::cross_check(&mut l);
     l.compile_rules();
     if !l.diags.is_empty() {
         l.diags.sort();
@@ -53,7 +53,7 @@ pub fn load(root: &Path, components: &Components) -> Result<Content, Diagnostics
 }
 
 /// Loading state, shared with `validate`.
-pub(crate) struct Loader {
+pub(crate) struct Loader<'a> {
     pub(crate) root: PathBuf,
     pub(crate) diags: Vec<Diagnostic>,
     pub(crate) settings: Settings,
@@ -71,8 +71,8 @@ pub(crate) struct Loader {
     written: Written,
     /// Secret values of pack configuration.
     config_secrets: Vec<String>,
-    /// The sensor types of the build, to check sensor instances against.
-    pub(crate) sensor_types: crate::sensor::Registry,
+    /// The runners and sensor types of the build, to check content against.
+    pub(crate) catalog: &'a dyn Catalog,
 }
 
 /// What the loader needs to know of every object file: its name and declared pack.
@@ -112,7 +112,7 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-impl Loader {
+impl Loader<'_> {
     /// Path as shown in diagnostics: relative to the root when under it.
     fn shown(&self, p: &Path) -> PathBuf {
         p.strip_prefix(&self.root)
@@ -398,8 +398,10 @@ impl Loader {
             self.diags.push(sf.diag("name", msg));
             return;
         }
-        validate::sensor(&mut self.diags, &sf, &spec, &self.sensor_types);
-        let trigger = self.sensor_types.trigger_of(&spec).unwrap_or_default();
+        for (field, msg) in self.catalog.check_sensor(&spec) {
+            self.diags.push(sf.diag(&field, msg));
+        }
+        let trigger = self.catalog.sensor_trigger(&spec).unwrap_or_default();
         self.sensors.insert(
             reference.clone(),
             Arc::new(Sensor {
@@ -484,7 +486,7 @@ impl Loader {
                 name: spec.name.clone(),
                 pack: Some(pack.clone()),
                 description: spec.description.clone(),
-                runner: crate::runner::ACTION_CHAIN.to_string(),
+                runner: super::ACTION_CHAIN.to_string(),
                 enabled: true,
                 entry_point: None,
                 cmd: None,

@@ -25,10 +25,34 @@ pub use yamlpos::{Duplicate, Pos, PosMap};
 use crate::model::{Json, PackMeta, SensorSpec};
 use crate::rules::{Rule, RuleIndex};
 use crate::workflow::{Workflow, DEFAULT_MAX_TASK_RUNS};
-use crate::Components;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The runner name of workflows (action-chain files).
+pub const ACTION_CHAIN: &str = "action-chain";
+
+/// What content is checked against: the runners and sensor types of the build. Loading
+/// depends on this trait, not on the registries; [`crate::Components`] implements it.
+pub trait Catalog {
+    /// Problems of `action`'s metadata for its runner, each as `(field, message)`, or
+    /// `None` when no runner has the action's `runner:` name.
+    fn check_action(&self, action: &Action) -> Option<Vec<(String, String)>>;
+
+    /// Names of every runner, `action-chain` included, for "unknown runner" messages.
+    fn runner_names(&self) -> Vec<&'static str>;
+
+    /// Problems of a sensor instance's `type` and `config`, each as `(field path,
+    /// message)`.
+    fn check_sensor(&self, spec: &SensorSpec) -> Vec<(String, String)>;
+
+    /// The trigger type a sensor instance emits: its `trigger:`, else its type's default.
+    fn sensor_trigger(&self, spec: &SensorSpec) -> Option<String>;
+
+    /// What no two enabled instances of the sensor's type may share (a webhook's path),
+    /// described for an error message.
+    fn sensor_exclusive_key(&self, spec: &SensorSpec) -> Option<String>;
+}
 
 /// The pack of the site's own `rules/`, `workflows/` and `sensors/` unless a file says otherwise.
 pub const SITE_PACK: &str = "site";

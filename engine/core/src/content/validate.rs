@@ -1,21 +1,18 @@
 //! Checks that span files: runners and entry points of actions, action references of
 //! rules and chain tasks, parameter names against the target action's schema, sensor types.
 
+use super::ACTION_CHAIN;
 use super::{Action, Diagnostic, Loader, SourceFile};
-use crate::model::{Json, SensorSpec};
+use crate::model::Json;
 use crate::rules::Rule;
-use crate::runner::{Registry, ACTION_CHAIN};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub(super) fn cross_check(l: &mut Loader, runners: &Registry) {
+pub(super) fn cross_check(l: &mut Loader) {
     // What no two enabled instances of a type may share (a webhook's path).
     let mut taken: BTreeMap<String, &str> = BTreeMap::new();
     for sensor in l.sensors.values().filter(|s| s.spec.enabled) {
-        let Some(kind) = l.sensor_types.get(&sensor.spec.kind) else {
-            continue;
-        };
-        let Some(key) = kind.exclusive_key(&sensor.spec.config) else {
+        let Some(key) = l.catalog.sensor_exclusive_key(&sensor.spec) else {
             continue;
         };
         let key = format!("{} {key}", sensor.spec.kind);
@@ -89,13 +86,13 @@ pub(super) fn cross_check(l: &mut Loader, runners: &Registry) {
             ));
             continue;
         }
-        let Some(runner) = runners.get(&action.meta.runner) else {
+        let Some(problems) = l.catalog.check_action(action) else {
             l.diags.push(sf.diag(
                 "runner",
                 format!(
                     "unknown runner `{}`; available runners: {}",
                     action.meta.runner,
-                    runners.names().join(", ")
+                    l.catalog.runner_names().join(", ")
                 ),
             ));
             continue;
@@ -112,7 +109,7 @@ pub(super) fn cross_check(l: &mut Loader, runners: &Registry) {
                 continue;
             }
         }
-        for (field, msg) in runner.validate(action) {
+        for (field, msg) in problems {
             l.diags.push(sf.diag(&field, msg));
         }
     }
@@ -175,19 +172,6 @@ pub(super) fn rule_action(
             let given: Vec<&String> = rule.spec.action.parameters.keys().collect();
             param_names(diags, sf, "action.parameters", target, &given, false);
         }
-    }
-}
-
-/// Check a sensor instance against its type in `registry`: an unknown `type` lists the
-/// available ones; `config` problems are reported on `config.<field>`.
-pub(super) fn sensor(
-    diags: &mut Vec<Diagnostic>,
-    sf: &SourceFile,
-    spec: &SensorSpec,
-    registry: &crate::sensor::Registry,
-) {
-    for (field, msg) in registry.validate(spec) {
-        diags.push(sf.diag(&field, msg));
     }
 }
 

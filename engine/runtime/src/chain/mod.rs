@@ -2,7 +2,7 @@
 //! transitions, retries, fans out `with` items, and commits its [`ChainState`] at every
 //! step so that it can be resumed after a crash.
 
-use crate::executions::{Engine, EngineError, Request};
+use crate::executions::{Engine, EngineError, Interpreter, Request};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Map};
 use squall_core::expr::Vars;
@@ -23,8 +23,24 @@ use recover::Recovered;
 
 type Finished = (Execution, ActionOutcome);
 
+/// The action-chain interpreter, the engine's [`Interpreter`] of workflows.
+pub struct ActionChain;
+
+impl Interpreter for ActionChain {
+    fn run(
+        &self,
+        engine: Arc<Engine>,
+        execution: Execution,
+        wf: Arc<Workflow>,
+        parameters: Json,
+        cancel: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = Finished> + Send>> {
+        run(engine, execution, wf, parameters, cancel)
+    }
+}
+
 /// Run (or resume) the workflow `wf` for `execution`. Boxed because workflows nest.
-pub fn run(
+fn run(
     engine: Arc<Engine>,
     execution: Execution,
     wf: Arc<Workflow>,

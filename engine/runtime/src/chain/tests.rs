@@ -24,7 +24,7 @@ async fn run_workflow(
     std::fs::write(root.join("workflows/w.yaml"), workflow).expect("write");
     let content = Arc::new(content::load(root, &crate::builtin()).expect("valid content"));
     let store = Arc::new(SledStore::open(&root.join(".squall"), None).expect("store"));
-    let engine = Engine::new(content, store.clone(), crate::builtin().runners);
+    let engine = crate::engine(content, store.clone(), crate::builtin().runners);
     let wf = engine
         .execute(Request {
             action: "site.w".into(),

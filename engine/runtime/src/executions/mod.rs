@@ -7,7 +7,10 @@ use squall_core::locks::{MutexExt, RwLockExt};
 use squall_core::model::{now_rfc3339, Execution, Json, OutputChunk, Status};
 use squall_core::runner::{ActionOutcome, OutputSink, Registry, RunContext};
 use squall_core::store::{Batch, Store, StoreError};
+use squall_core::workflow::Workflow;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -146,12 +149,29 @@ impl SinkState {
     }
 }
 
+/// Runs workflows — actions with a compiled chain — for the engine. The action-chain
+/// interpreter (`crate::chain::ActionChain`) is the implementation: it drives a workflow
+/// through the engine's public API like any client, so this module never depends on it.
+pub trait Interpreter: Send + Sync {
+    /// Run (or resume, when the store holds its state) the workflow `wf` of `execution`
+    /// to its end. Returns the record as the interpreter left it and the outcome.
+    fn run(
+        &self,
+        engine: Arc<Engine>,
+        execution: Execution,
+        wf: Arc<Workflow>,
+        parameters: Json,
+        cancel: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = (Execution, ActionOutcome)> + Send>>;
+}
+
 /// The execution engine: content, store and runners, shared by the CLI, the API and the
 /// workflow interpreter.
 pub struct Engine {
     content: RwLock<Arc<Content>>,
     store: Arc<dyn Store>,
     runners: Registry,
+    interpreter: Arc<dyn Interpreter>,
     cancels: Mutex<HashMap<String, CancellationToken>>,
     ids: Mutex<ulid::Generator>,
     tap: Mutex<Option<mpsc::UnboundedSender<(String, OutputChunk)>>>,
@@ -161,13 +181,20 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine over loaded content and an open store.
-    pub fn new(content: Arc<Content>, store: Arc<dyn Store>, runners: Registry) -> Arc<Engine> {
+    /// An engine over loaded content and an open store, running actions with `runners`
+    /// and workflows with `interpreter` (see [`crate::engine`] for the usual one).
+    pub fn new(
+        content: Arc<Content>,
+        store: Arc<dyn Store>,
+        runners: Registry,
+        interpreter: Arc<dyn Interpreter>,
+    ) -> Arc<Engine> {
         runners.bind(&store);
         Arc::new(Engine {
             content: RwLock::new(content),
             store,
             runners,
+            interpreter,
             cancels: Mutex::new(HashMap::new()),
             ids: Mutex::new(ulid::Generator::new()),
             tap: Mutex::new(None),
@@ -425,7 +452,10 @@ impl Engine {
         output: OutputSink,
     ) -> (Execution, ActionOutcome) {
         if let Some(wf) = action.workflow.clone() {
-            let (e, o) = crate::chain::run(self.clone(), execution, wf, parameters, cancel).await;
+            let (e, o) = self
+                .interpreter
+                .run(self.clone(), execution, wf, parameters, cancel)
+                .await;
             return (e, bounded(o));
         }
         let Some(runner) = self.runners.get(&action.meta.runner) else {

@@ -28,7 +28,7 @@ fn engine() -> (Arc<Engine>, Arc<SledStore>, tempfile::TempDir) {
     .expect("write");
     let content = Arc::new(content::load(root, &crate::builtin()).expect("valid content"));
     let store = Arc::new(SledStore::open(&root.join(".squall"), None).expect("store"));
-    let engine = Engine::new(content, store.clone(), crate::builtin().runners);
+    let engine = crate::engine(content, store.clone(), crate::builtin().runners);
     (engine, store, dir)
 }
 

@@ -2,7 +2,7 @@
 //! type and one registry line, and actions that name it load and run through the engine.
 
 use super::{ActionOutcome, RunContext, Runner};
-use crate::executions::{Engine, Request};
+use crate::executions::Request;
 use async_trait::async_trait;
 use serde_json::json;
 use squall_core::model::Status;
@@ -53,7 +53,7 @@ async fn a_runner_added_to_the_registry_runs_actions() {
     let content = Arc::new(squall_core::content::load(root, &components).unwrap());
     let runners = components.runners;
     let store = Arc::new(SledStore::open(&root.join(".squall"), None).unwrap());
-    let engine = Engine::new(content, store.clone(), runners);
+    let engine = crate::engine(content, store.clone(), runners);
     let run = |text: &str| Request {
         action: "t.yell".into(),
         parameters: json!({"text": text}),

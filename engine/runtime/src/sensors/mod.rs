@@ -10,8 +10,9 @@ pub mod webhook;
 pub use supervisor::{SensorManager, SensorState, SensorStatus, SupervisorOptions};
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use squall_core::bus::Emitter;
 use squall_core::model::Json;
-use squall_core::sensor::{Emitter, Registry, Sensor, SensorContext, SensorEnv, SensorError};
+use squall_core::sensor::{Registry, Sensor, SensorContext, SensorEnv, SensorError};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 

@@ -76,7 +76,7 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<ExitCode, Failure> {
             .map_err(|d| Failure::Failed(d.to_string()))?,
     );
     let store = Arc::new(SledStore::open(&dir.path().join(".squall"), None)?);
-    let engine = Engine::new(content, store, squall_server::components().runners);
+    let engine = squall_runtime::engine(content, store, squall_server::components().runners);
     let execs = bench_executions(&engine, args.executions, args.concurrency).await?;
     let chain = bench_workflow(&engine, "bench.chain", args.chain_tasks).await?;
     let fan = bench_workflow(&engine, "bench.fan", args.with_items).await?;
