@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod bus;
+pub mod config;
 pub mod content;
 pub mod duration;
 pub mod expr;
@@ -55,9 +56,14 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 
 impl content::Catalog for Components {
     fn check_action(&self, action: &content::Action) -> Option<Vec<(String, String)>> {
-        self.runners
-            .get(&action.meta.runner)
-            .map(|r| r.validate(action))
+        let runner = self.runners.get(&action.meta.runner)?;
+        let problems = runner.validate(action);
+        Some(
+            problems
+                .into_iter()
+                .map(|(field, msg)| (field, unknown_key(&msg, runner.name())))
+                .collect(),
+        )
     }
 
     fn runner_names(&self) -> Vec<&'static str> {
@@ -75,4 +81,28 @@ impl content::Catalog for Components {
     fn sensor_exclusive_key(&self, spec: &model::SensorSpec) -> Option<String> {
         self.sensors.get(&spec.kind)?.exclusive_key(&spec.config)
     }
+}
+
+/// An "unknown field" of an action file, listing the keys every action takes as well as
+/// the runner's own: `unknown field `timout`, expected one of `name`, ... or the `shell`
+/// runner's `cmd`, `cwd`, `env``.
+fn unknown_key(msg: &str, runner: &str) -> String {
+    let Some((head, tail)) = msg.split_once(", ") else {
+        return msg.to_string();
+    };
+    if !head.starts_with("unknown field `") {
+        return msg.to_string();
+    }
+    let common: Vec<String> = model::ActionMeta::COMMON_KEYS
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect();
+    let own = match tail
+        .strip_prefix("expected one of ")
+        .or_else(|| tail.strip_prefix("expected "))
+    {
+        Some(list) => format!(" or the `{runner}` runner's {list}"),
+        None => format!(" (the `{runner}` runner takes no settings)"),
+    };
+    format!("{head}, expected one of {}{own}", common.join(", "))
 }

@@ -183,10 +183,20 @@ pub trait Runner: Send + Sync {
     /// The name used in `runner:`.
     fn name(&self) -> &'static str;
 
-    /// Problems with an action's metadata for this runner (missing `cmd`, bad template...),
-    /// each as `(field, message)`. Called by `squall validate`.
-    fn validate(&self, _action: &Action) -> Vec<(String, String)> {
-        Vec::new()
+    /// Problems with an action's metadata for this runner (an unknown or missing setting,
+    /// a bad template...), each as `(field, message)`. Called when content loads. The
+    /// default accepts no settings: any key beyond the common ones is unknown.
+    fn validate(&self, action: &Action) -> Vec<(String, String)> {
+        match action.settings::<NoSettings>() {
+            Ok(NoSettings {}) => Vec::new(),
+            Err(e) => vec![e.problem("")],
+        }
+    }
+
+    /// What the reference documentation says of this runner: a summary, its settings and
+    /// the parameters it reads (`docs/reference/runners.md`).
+    fn reference(&self) -> crate::config::Reference {
+        crate::config::Reference::default()
     }
 
     /// Carry out one execution.
@@ -197,6 +207,11 @@ pub trait Runner: Send + Sync {
     /// the engine is built.
     fn bind(&self, _store: &Arc<dyn crate::store::Store>) {}
 }
+
+/// The settings of a runner that takes none.
+#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoSettings {}
 
 /// The runners known to this build, by name.
 #[derive(Clone, Default)]
@@ -225,6 +240,11 @@ impl Registry {
     /// The runner called `name`.
     pub fn get(&self, name: &str) -> Option<Arc<dyn Runner>> {
         self.runners.get(name).cloned()
+    }
+
+    /// Every runner, by name (without `action-chain`).
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Arc<dyn Runner>)> {
+        self.runners.iter().map(|(k, v)| (*k, v))
     }
 
     /// Names of all runners, including `action-chain`.

@@ -117,6 +117,12 @@ pub trait Sensor: Send + Sync {
         None
     }
 
+    /// What the reference documentation says of this type: a summary and its `config:`
+    /// (`docs/reference/sensors.md`).
+    fn reference(&self) -> crate::config::Reference {
+        crate::config::Reference::default()
+    }
+
     /// The pack whose configuration (`config/<pack>.yaml`) this type reads, handed to it
     /// as [`SensorContext::pack_config`] (`aws.rds.poll` reads the `aws` pack's accounts).
     fn config_pack(&self) -> Option<&'static str> {
@@ -150,6 +156,11 @@ impl Registry {
     /// The sensor type called `kind`.
     pub fn get(&self, kind: &str) -> Option<Arc<dyn Sensor>> {
         self.types.get(kind).cloned()
+    }
+
+    /// Every sensor type, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Arc<dyn Sensor>)> {
+        self.types.iter().map(|(k, v)| (*k, v))
     }
 
     /// Names of all registered types, sorted.

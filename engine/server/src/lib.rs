@@ -15,3 +15,63 @@ pub fn components() -> Components {
     squall_integrations::add_to(&mut c);
     c
 }
+
+/// The reference documentation of this build's runners and sensor types, generated from
+/// their typed settings: `(path under docs/, Markdown)`. A test keeps `docs/reference/`
+/// equal to it; run it with `SQUALL_BLESS=1` to rewrite the files after a change.
+pub fn reference_docs() -> Vec<(&'static str, String)> {
+    use squall_core::config::reference;
+    let c = components();
+    let runners: Vec<(&str, squall_core::config::Reference)> =
+        c.runners.iter().map(|(n, r)| (n, r.reference())).collect();
+    let sensors: Vec<(&str, squall_core::config::Reference)> =
+        c.sensors.iter().map(|(n, s)| (n, s.reference())).collect();
+    vec![
+        (
+            "reference/runners.md",
+            reference(
+                "Runners",
+                "Generated from each runner's typed settings (`squall-server`'s \
+                 `reference_docs`); do not edit by hand. An action file takes the common keys \
+                 (docs/content.md) and the settings of its runner below; a runner's \
+                 parameters are what it reads from an execution, declared in the pack's action \
+                 files. `action-chain` (workflows) is described in docs/workflows.md.",
+                &runners,
+            ),
+        ),
+        (
+            "reference/sensors.md",
+            reference(
+                "Sensor types",
+                "Generated from each sensor type's typed `config:` (`squall-server`'s \
+                 `reference_docs`); do not edit by hand. A sensor file is described in \
+                 docs/sensors.md.",
+                &sensors,
+            ),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    /// `docs/reference/` is what the code says; `SQUALL_BLESS=1` rewrites it.
+    #[test]
+    fn the_reference_docs_are_current() {
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+        let bless = std::env::var_os("SQUALL_BLESS").is_some();
+        for (path, text) in super::reference_docs() {
+            let file = docs.join(path);
+            if bless {
+                std::fs::create_dir_all(file.parent().expect("a folder")).expect("mkdir");
+                std::fs::write(&file, &text).expect("write");
+                continue;
+            }
+            let current = std::fs::read_to_string(&file).unwrap_or_default();
+            assert!(
+                current == text,
+                "docs/{path} is stale: run `SQUALL_BLESS=1 cargo test -p squall-server \
+                 the_reference_docs_are_current` and commit the result"
+            );
+        }
+    }
+}

@@ -24,6 +24,20 @@ pub struct Action {
 }
 
 impl Action {
+    /// The runner's settings (see [`ActionMeta::settings`]) decoded into its typed
+    /// settings struct `T`.
+    pub fn settings<T: serde::de::DeserializeOwned>(
+        &self,
+    ) -> Result<T, crate::config::ConfigError> {
+        let map: serde_json::Map<String, crate::model::Json> = self
+            .meta
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        crate::config::decode(&crate::model::Json::Object(map))
+    }
+
     /// The entry point's full path, when the action has one.
     pub fn entry_point_path(&self) -> Option<PathBuf> {
         self.meta.entry_point.as_ref().map(|e| self.dir.join(e))

@@ -489,15 +489,12 @@ impl Loader<'_> {
                 runner: super::ACTION_CHAIN.to_string(),
                 enabled: true,
                 entry_point: None,
-                cmd: None,
-                cwd: None,
-                env: Default::default(),
-                http: None,
                 parameters: spec.parameters.clone(),
                 timeout: spec.timeout,
                 idempotent: spec.idempotent,
                 concurrency: None,
                 tags: Vec::new(),
+                settings: Default::default(),
             };
             let copy = spec.clone();
             match Workflow::compile(spec, reference.clone(), max) {

@@ -119,35 +119,9 @@ pub struct ParamSpec {
     pub properties: Option<IndexMap<String, ParamSpec>>,
 }
 
-/// The `http:` block of an action run by the `http` runner.
+/// An action's metadata file (`packs/<pack>/actions/<name>.yaml`): the keys every action
+/// has, and the settings of its runner.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpSpec {
-    /// HTTP method; default GET.
-    #[serde(default)]
-    pub method: Option<String>,
-    /// Request URL; may hold `{{ }}` over the parameters.
-    pub url: String,
-    /// Request headers; values may hold `{{ }}`.
-    #[serde(default)]
-    pub headers: IndexMap<String, String>,
-    /// JSON body (templated).
-    #[serde(default)]
-    pub json: Option<Json>,
-    /// Raw body (templated).
-    #[serde(default)]
-    pub body: Option<String>,
-    /// Request timeout in seconds.
-    #[serde(default)]
-    pub timeout: Option<f64>,
-    /// Status codes that count as success; default any 2xx.
-    #[serde(default)]
-    pub expect_status: Option<Vec<u16>>,
-}
-
-/// An action's metadata file (`packs/<pack>/actions/<name>.yaml`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ActionMeta {
     /// Action name, `[a-z0-9_-]+`.
     pub name: String,
@@ -165,18 +139,6 @@ pub struct ActionMeta {
     /// A file beside the metadata, for runners that take one.
     #[serde(default)]
     pub entry_point: Option<String>,
-    /// Command for the `shell` runner (run with `sh -c`).
-    #[serde(default)]
-    pub cmd: Option<String>,
-    /// Working directory for the `shell` runner.
-    #[serde(default)]
-    pub cwd: Option<String>,
-    /// Extra environment for the `shell` runner.
-    #[serde(default)]
-    pub env: IndexMap<String, String>,
-    /// Request for the `http` runner.
-    #[serde(default)]
-    pub http: Option<HttpSpec>,
     /// Parameter schema.
     #[serde(default)]
     pub parameters: IndexMap<String, ParamSpec>,
@@ -192,6 +154,28 @@ pub struct ActionMeta {
     /// Free-form tags for listing.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Every other key of the file: the runner's own settings (`cmd:` of `shell`,
+    /// `http:` of `http`...), checked by the runner's typed settings
+    /// ([`crate::config`]) — an unknown key is reported there.
+    #[serde(flatten)]
+    pub settings: IndexMap<String, Json>,
+}
+
+impl ActionMeta {
+    /// The keys every action file may have, whatever its runner.
+    pub const COMMON_KEYS: [&'static str; 11] = [
+        "name",
+        "pack",
+        "description",
+        "runner",
+        "enabled",
+        "entry_point",
+        "parameters",
+        "timeout",
+        "idempotent",
+        "concurrency",
+        "tags",
+    ];
 }
 
 /// A field that is present is `Some`, even when its value is `null`.

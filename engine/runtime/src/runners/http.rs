@@ -32,12 +32,16 @@
 
 use super::{ActionOutcome, RunContext, Runner};
 use async_trait::async_trait;
+use indexmap::IndexMap;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, Url};
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{json, Map};
+use squall_core::config::Reference;
 use squall_core::content::Action;
 use squall_core::expr::{ExprError, Template, Vars};
-use squall_core::model::{HttpSpec, Json};
+use squall_core::model::Json;
 use std::time::Duration;
 
 /// Largest response body read; a bigger one fails the execution.
@@ -75,14 +79,60 @@ impl Default for HttpRunner {
     }
 }
 
+/// The settings of an `http` action.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// The request to send (required).
+    #[serde(default)]
+    pub http: Option<HttpSpec>,
+}
+
+/// The `http:` block of an action run by the `http` runner.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// HTTP method; default GET.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Request URL; may hold `{{ }}` over the parameters.
+    pub url: String,
+    /// Request headers; values may hold `{{ }}`.
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    /// JSON body (templated).
+    #[serde(default)]
+    pub json: Option<Json>,
+    /// Raw body (templated).
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Request timeout in seconds.
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// Status codes that count as success; default any 2xx.
+    #[serde(default)]
+    pub expect_status: Option<Vec<u16>>,
+}
+
 #[async_trait]
 impl Runner for HttpRunner {
     fn name(&self) -> &'static str {
         "http"
     }
 
+    fn reference(&self) -> Reference {
+        Reference::settings::<HttpSettings>(
+            "Sends one HTTP request rendered from the parameters and returns the status, \
+             headers and body (JSON parsed when it is JSON).",
+        )
+    }
+
     fn validate(&self, action: &Action) -> Vec<(String, String)> {
-        match &action.meta.http {
+        let settings = match action.settings::<HttpSettings>() {
+            Ok(s) => s,
+            Err(e) => return vec![e.problem("")],
+        };
+        match &settings.http {
             None => vec![(
                 "http".to_string(),
                 "the http runner needs an `http:` block with at least `url`".to_string(),
@@ -99,10 +149,14 @@ impl Runner for HttpRunner {
             Ok(c) => c,
             Err(msg) => return ActionOutcome::failed(msg.clone(), Json::Null),
         };
-        let Some(spec) = &ctx.action.meta.http else {
-            return ActionOutcome::failed("the action has no `http:` block", Json::Null);
+        let spec = match ctx.action.settings::<HttpSettings>() {
+            Ok(HttpSettings { http: Some(spec) }) => spec,
+            Ok(HttpSettings { http: None }) => {
+                return ActionOutcome::failed("the action has no `http:` block", Json::Null)
+            }
+            Err(e) => return ActionOutcome::failed(e.to_string(), Json::Null),
         };
-        let request = match Request::compile(spec) {
+        let request = match Request::compile(&spec) {
             Ok(r) => r,
             Err(problems) => return ActionOutcome::failed(join_problems(&problems), Json::Null),
         };

@@ -314,7 +314,7 @@ fn validate_names_the_fields() {
     };
     let mut no_block = action(json!({"url": "http://x/"}));
     if let Some(a) = Arc::get_mut(&mut no_block) {
-        a.meta.http = None;
+        a.meta.settings.shift_remove("http");
     }
     let p = HttpRunner::new().validate(&no_block);
     assert_eq!(p.len(), 1);

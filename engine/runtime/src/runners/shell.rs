@@ -50,7 +50,11 @@
 use super::process::{Group, ProcessBook, SpawnError};
 use super::{ActionOutcome, RunContext, Runner};
 use async_trait::async_trait;
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{json, Map};
+use squall_core::config::Reference;
 use squall_core::content::Action;
 use squall_core::locks::MutexExt;
 use squall_core::model::Json;
@@ -81,6 +85,22 @@ pub struct ShellRunner {
     book: OnceLock<ProcessBook>,
 }
 
+/// The settings of a `shell` action: what to run, where, with which environment.
+/// Exactly one of `cmd` and `entry_point` (a common key) is required.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellSettings {
+    /// A command line, run with `sh -c`.
+    #[serde(default)]
+    pub cmd: Option<String>,
+    /// Working directory, relative to the action's folder (default: the action's folder).
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Extra environment variables, taken literally.
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
+}
+
 #[async_trait]
 impl Runner for ShellRunner {
     fn name(&self) -> &'static str {
@@ -91,10 +111,21 @@ impl Runner for ShellRunner {
         let _ = self.book.set(ProcessBook::new(store.clone()));
     }
 
+    fn reference(&self) -> Reference {
+        Reference::settings::<ShellSettings>(
+            "Runs a command line (`cmd`) or a script (`entry_point`) as a child process; \
+             parameters arrive as `SQUALL_PARAM_<NAME>` environment variables and as JSON \
+             on stdin (docs/runners.md).",
+        )
+    }
+
     fn validate(&self, action: &Action) -> Vec<(String, String)> {
-        let meta = &action.meta;
+        let settings = match action.settings::<ShellSettings>() {
+            Ok(s) => s,
+            Err(e) => return vec![e.problem("")],
+        };
         let mut problems = Vec::new();
-        match (&meta.cmd, &meta.entry_point) {
+        match (&settings.cmd, &action.meta.entry_point) {
             (None, None) => problems.push((
                 "cmd".to_string(),
                 "the shell runner needs `cmd` (a command line) or `entry_point` (a script)"
@@ -115,12 +146,12 @@ impl Runner for ShellRunner {
                 }
             }
         }
-        if meta.cwd.is_some() {
-            if let Err(msg) = working_dir(action) {
+        if settings.cwd.is_some() {
+            if let Err(msg) = working_dir(action, &settings) {
                 problems.push(("cwd".to_string(), msg));
             }
         }
-        for name in meta.env.keys() {
+        for name in settings.env.keys() {
             if name.is_empty() || name.contains('=') || name.contains('\0') {
                 problems.push((
                     format!("env.{name}"),
@@ -232,8 +263,8 @@ fn script_path(action: &Action) -> Result<PathBuf, String> {
 }
 
 /// The working directory: `cwd` relative to the action's folder, or the folder itself.
-fn working_dir(action: &Action) -> Result<PathBuf, String> {
-    let dir = match &action.meta.cwd {
+fn working_dir(action: &Action, settings: &ShellSettings) -> Result<PathBuf, String> {
+    let dir = match &settings.cwd {
         Some(cwd) => action.dir.join(cwd),
         None => action.dir.clone(),
     };
@@ -251,9 +282,12 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// What to run: program and arguments, before environment and pipes are set.
-fn base_command(action: &Action, force_sh: bool) -> Result<Command, String> {
-    let meta = &action.meta;
-    match (&meta.cmd, &meta.entry_point) {
+fn base_command(
+    action: &Action,
+    settings: &ShellSettings,
+    force_sh: bool,
+) -> Result<Command, String> {
+    match (&settings.cmd, &action.meta.entry_point) {
         (Some(cmd), None) => {
             let mut c = Command::new("sh");
             c.arg("-c").arg(cmd);
@@ -276,13 +310,25 @@ fn base_command(action: &Action, force_sh: bool) -> Result<Command, String> {
 
 /// The command with its working directory, environment and pipes.
 fn build_command(ctx: &RunContext) -> Result<Command, String> {
-    configure(base_command(&ctx.action, false)?, ctx)
+    let settings = settings(&ctx.action)?;
+    configure(base_command(&ctx.action, &settings, false)?, ctx, &settings)
 }
 
-fn configure(mut c: Command, ctx: &RunContext) -> Result<Command, String> {
+/// The action's settings, or why they are unusable.
+fn settings(action: &Action) -> Result<ShellSettings, String> {
+    action
+        .settings::<ShellSettings>()
+        .map_err(|e| e.to_string())
+}
+
+fn configure(
+    mut c: Command,
+    ctx: &RunContext,
+    settings: &ShellSettings,
+) -> Result<Command, String> {
     let action = &ctx.action;
-    c.current_dir(working_dir(action)?);
-    for (k, v) in &action.meta.env {
+    c.current_dir(working_dir(action, settings)?);
+    for (k, v) in &settings.env {
         c.env(k, v);
     }
     if let Json::Object(params) = &ctx.parameters {
@@ -311,7 +357,8 @@ async fn spawn(
         Ok(started) => Ok(started),
         // An executable script without a `#!` line: the kernel refuses it, a shell runs it.
         Err(SpawnError::Os(e)) if e.raw_os_error() == Some(libc::ENOEXEC) => {
-            let command = configure(base_command(&ctx.action, true)?, ctx)?;
+            let settings = settings(&ctx.action)?;
+            let command = configure(base_command(&ctx.action, &settings, true)?, ctx, &settings)?;
             let program = program_of(&command);
             super::process::spawn(command, &ctx.execution_id, book)
                 .await

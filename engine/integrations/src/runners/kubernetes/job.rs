@@ -23,11 +23,16 @@ use super::{api_error, client, manifests, Params, DEFAULT_NAMESPACE};
 use crate::runners::{ActionOutcome, OutputSink, RunContext, Runner};
 use async_trait::async_trait;
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use indexmap::IndexMap;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
 use kube::runtime::watcher::{self, watcher};
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{json, Map};
+use squall_core::config::Reference;
+use squall_core::content::Action;
 use squall_core::expr::{Template, Vars};
 use squall_core::locks::MutexExt;
 use squall_core::model::Json;
@@ -50,10 +55,38 @@ type Captured = Arc<Mutex<BTreeMap<String, String>>>;
 /// The `kubernetes.run_job` runner.
 pub struct RunJob;
 
+/// The settings of a `kubernetes.run_job` action: templates over the parameters for the
+/// container's command and environment, e.g. `cmd: "nodetool repair -pr -h {{ host }}"`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// The container's command line, run with `sh -c` (unless the `command` parameter
+    /// is given); may hold `{{ }}` over the parameters.
+    #[serde(default)]
+    pub cmd: Option<String>,
+    /// Extra environment of the container; values may hold `{{ }}`.
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
+}
+
 #[async_trait]
 impl Runner for RunJob {
     fn name(&self) -> &'static str {
         "kubernetes.run_job"
+    }
+
+    fn validate(&self, action: &Action) -> Vec<(String, String)> {
+        match action.settings::<JobSettings>() {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![e.problem("")],
+        }
+    }
+
+    fn reference(&self) -> Reference {
+        Reference::settings::<JobSettings>(
+            "Runs a Kubernetes Job to completion, streams its pods' logs to the output and \
+             returns their exit codes and logs.",
+        )
     }
 
     async fn run(&self, ctx: RunContext) -> ActionOutcome {
@@ -248,6 +281,10 @@ struct Templates {
 
 fn action_templates(ctx: &RunContext) -> Result<Templates, String> {
     let meta = &ctx.action.meta;
+    let settings = ctx
+        .action
+        .settings::<JobSettings>()
+        .map_err(|e| e.to_string())?;
     let params = ctx.parameters.as_object().cloned().unwrap_or_default();
     let mut vars = Vars::from_map(&params);
     for name in meta.parameters.keys() {
@@ -264,9 +301,13 @@ fn action_templates(ctx: &RunContext) -> Result<Templates, String> {
             other => Ok(other.to_string()),
         }
     };
-    let cmd = meta.cmd.as_deref().map(|c| render("cmd", c)).transpose()?;
+    let cmd = settings
+        .cmd
+        .as_deref()
+        .map(|c| render("cmd", c))
+        .transpose()?;
     let mut env = Map::new();
-    for (k, v) in &meta.env {
+    for (k, v) in &settings.env {
         env.insert(k.clone(), Json::String(render(&format!("env.{k}"), v)?));
     }
     Ok(Templates { cmd, env })
