@@ -61,7 +61,10 @@ impl content::Catalog for Components {
         Some(
             problems
                 .into_iter()
-                .map(|(field, msg)| (field, unknown_key(&msg, runner.name())))
+                .map(|(field, msg)| match field.contains('.') {
+                    false => (field, unknown_key(&msg, runner.name())),
+                    true => (field, msg),
+                })
                 .collect(),
         )
     }

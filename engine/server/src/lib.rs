@@ -74,4 +74,44 @@ mod tests {
             );
         }
     }
+
+    /// An unknown key of an action file names the common keys and the runner's own; an
+    /// unknown key inside a runner's block names that block's keys.
+    #[test]
+    fn unknown_action_keys_list_what_is_allowed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let actions = dir.path().join("packs/ops/actions");
+        std::fs::create_dir_all(&actions).expect("mkdir");
+        std::fs::write(
+            dir.path().join("packs/ops/pack.yaml"),
+            "name: ops\nversion: 1.0.0\n",
+        )
+        .expect("write");
+        let files = [
+            (
+                "a.yaml",
+                "name: a\nrunner: shell\ncmd: \"true\"\ntimout: 5\n",
+            ),
+            ("b.yaml", "name: b\nrunner: noop\ndescripton: x\n"),
+            (
+                "c.yaml",
+                "name: c\nrunner: http\nhttp:\n  url: http://x/\n  methd: GET\n",
+            ),
+        ];
+        for (name, text) in files {
+            std::fs::write(actions.join(name), text).expect("write");
+        }
+        let problems = squall_core::content::load(dir.path(), &super::components())
+            .expect_err("unknown keys")
+            .to_string();
+        for expected in [
+            "a.yaml:4:9: unknown field `timout`, expected one of `name`, `pack`",
+            "`tags` or the `shell` runner's `cmd`, `cwd`, `env`",
+            "b.yaml:3:13: unknown field `descripton`",
+            "(the `noop` runner takes no settings)",
+            "c.yaml:5:10: unknown field `methd`, expected one of `method`, `url`",
+        ] {
+            assert!(problems.contains(expected), "{expected}\n{problems}");
+        }
+    }
 }
