@@ -210,17 +210,43 @@ enum MethodSpec {
     Templated(Template),
 }
 
+/// A method name that is not one of [`METHODS`].
+#[derive(Debug, thiserror::Error)]
+#[error("unknown method `{0}`; use one of {methods}", methods = METHODS.join(", "))]
+struct UnknownMethod(String);
+
 /// Parse a method name, accepting only [`METHODS`].
-fn parse_method(name: &str) -> Result<Method, String> {
+fn parse_method(name: &str) -> Result<Method, UnknownMethod> {
     let upper = name.trim().to_ascii_uppercase();
-    if METHODS.contains(&upper.as_str()) {
-        Method::from_bytes(upper.as_bytes()).map_err(|e| e.to_string())
-    } else {
-        Err(format!(
-            "unknown method `{name}`; use one of {}",
-            METHODS.join(", ")
-        ))
+    if !METHODS.contains(&upper.as_str()) {
+        return Err(UnknownMethod(name.to_string()));
     }
+    Method::from_bytes(upper.as_bytes()).map_err(|_| UnknownMethod(name.to_string()))
+}
+
+/// Why a rendered `url` cannot be requested.
+#[derive(Debug, thiserror::Error)]
+enum UrlError {
+    /// It rendered to something other than a string.
+    #[error("the URL must be a string, not {0}")]
+    NotText(Json),
+    /// It does not parse.
+    #[error("`{url}` is not a valid URL")]
+    Invalid {
+        /// The rendered text.
+        url: String,
+        /// What the parser said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Its scheme is not `http` or `https`.
+    #[error("`{url}`: scheme `{scheme}` is not http or https")]
+    Scheme {
+        /// The rendered text.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+    },
 }
 
 /// The `http:` block with its templates compiled.
@@ -295,8 +321,8 @@ impl Request {
         } else {
             parse_method(method_src).ok().map(MethodSpec::Fixed)
         };
-        if let (false, Err(msg)) = (method_src.contains("{{"), parse_method(method_src)) {
-            problems.push(("http.method".to_string(), msg));
+        if let (false, Err(e)) = (method_src.contains("{{"), parse_method(method_src)) {
+            problems.push(("http.method".to_string(), e.to_string()));
         }
         for name in spec.headers.keys() {
             if HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -355,7 +381,7 @@ impl Request {
         match self.url.render(&mut Vars::new()) {
             Ok(v) => match parse_url(&v) {
                 Ok(_) => Vec::new(),
-                Err(msg) => vec![("http.url".to_string(), msg)],
+                Err(e) => vec![("http.url".to_string(), squall_core::error_chain(&e))],
             },
             Err(e) => vec![("http.url".to_string(), describe(&e))],
         }
@@ -367,7 +393,9 @@ impl Request {
             .url
             .render(vars)
             .map_err(|e| ("http.url".to_string(), describe(&e)))
-            .and_then(|v| parse_url(&v).map_err(|m| ("http.url".to_string(), m)))?;
+            .and_then(|v| {
+                parse_url(&v).map_err(|e| ("http.url".to_string(), squall_core::error_chain(&e)))
+            })?;
         let mut headers = HeaderMap::new();
         for (name, t) in &self.headers {
             let field = format!("http.headers.{name}");
@@ -405,7 +433,8 @@ impl Request {
                 let v = t
                     .render(vars)
                     .map_err(|e| ("http.method".to_string(), describe(&e)))?;
-                parse_method(&text_of(&v)).map_err(|m| ("http.method".to_string(), m))?
+                parse_method(&text_of(&v))
+                    .map_err(|e| ("http.method".to_string(), e.to_string()))?
             }
         };
         Ok(Rendered {
@@ -426,14 +455,20 @@ fn text_of(v: &Json) -> String {
     }
 }
 
-fn parse_url(v: &Json) -> Result<Url, String> {
+fn parse_url(v: &Json) -> Result<Url, UrlError> {
     let Json::String(s) = v else {
-        return Err(format!("the URL must be a string, not {v}"));
+        return Err(UrlError::NotText(v.clone()));
     };
-    let url = Url::parse(s).map_err(|e| format!("`{s}` is not a valid URL: {e}"))?;
+    let url = Url::parse(s).map_err(|e| UrlError::Invalid {
+        url: s.clone(),
+        source: Box::new(e),
+    })?;
     match url.scheme() {
         "http" | "https" => Ok(url),
-        other => Err(format!("`{s}`: scheme `{other}` is not http or https")),
+        other => Err(UrlError::Scheme {
+            url: s.clone(),
+            scheme: other.to_string(),
+        }),
     }
 }
 

@@ -29,10 +29,12 @@
 
 use super::{ActionOutcome, RunContext, Runner};
 use async_trait::async_trait;
+use squall_core::config::Reference;
 use squall_core::content::Action;
 use squall_core::expr::{run_script_capturing, ExprError, Script, Vars};
 use squall_core::locks::MutexExt;
 use squall_core::model::Json;
+use squall_core::runner::NoSettings;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -47,7 +49,21 @@ impl Runner for RhaiRunner {
         "rhai"
     }
 
+    fn reference(&self) -> Reference {
+        Reference {
+            summary: "Runs the rhai script `entry_point` in the engine's sandbox with `params` \
+                      and the pack's `config`; the script's value is the result. It takes no \
+                      settings beyond the common keys.",
+            ..Reference::default()
+        }
+    }
+
+    /// No settings beyond the common keys (the script is `entry_point`), and a script
+    /// that compiles.
     fn validate(&self, action: &Action) -> Vec<(String, String)> {
+        if let Err(e) = action.settings::<NoSettings>() {
+            return vec![e.problem("")];
+        }
         match script_path(action).and_then(|p| load(&p)) {
             Ok(_) => Vec::new(),
             Err(msg) => vec![("entry_point".to_string(), msg)],
@@ -166,10 +182,16 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     fn action(dir: &Path, entry_point: Option<&str>) -> Arc<Action> {
-        let meta: ActionMeta = serde_json::from_value(
-            json!({"name": "t", "runner": "rhai", "entry_point": entry_point}),
-        )
-        .expect("valid meta");
+        action_with(dir, json!({"entry_point": entry_point}))
+    }
+
+    /// An action `test.t` in `dir` with the keys of `extra`.
+    fn action_with(dir: &Path, extra: Json) -> Arc<Action> {
+        let mut meta = json!({"name": "t", "runner": "rhai"});
+        if let (Some(m), Json::Object(extra)) = (meta.as_object_mut(), extra) {
+            m.extend(extra);
+        }
+        let meta: ActionMeta = serde_json::from_value(meta).expect("valid meta");
         Arc::new(Action {
             reference: "test.t".into(),
             pack: "test".into(),
@@ -289,6 +311,17 @@ mod tests {
         assert!(RhaiRunner
             .validate(&action(d.path(), Some("ok.rhai")))
             .is_empty());
+    }
+
+    #[test]
+    fn settings_beyond_the_common_keys_are_refused() {
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::write(d.path().join("ok.rhai"), "1").expect("write");
+        let a = action_with(d.path(), json!({"entry_point": "ok.rhai", "cmd": "true"}));
+        let p = RhaiRunner.validate(&a);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, "cmd", "{p:?}");
+        assert!(p[0].1.contains("unknown field `cmd`"), "{p:?}");
     }
 
     #[tokio::test]

@@ -54,7 +54,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Map};
-use squall_core::config::Reference;
+use squall_core::config::{ConfigError, Reference};
 use squall_core::content::Action;
 use squall_core::locks::MutexExt;
 use squall_core::model::Json;
@@ -136,8 +136,8 @@ impl Runner for ShellRunner {
                 "give either `cmd` or `entry_point`, not both".to_string(),
             )),
             (None, Some(_)) => {
-                if let Err(msg) = script_path(action) {
-                    problems.push(("entry_point".to_string(), msg));
+                if let Err(e) = script_path(action) {
+                    problems.push(("entry_point".to_string(), e.to_string()));
                 }
             }
             (Some(cmd), None) => {
@@ -147,8 +147,8 @@ impl Runner for ShellRunner {
             }
         }
         if settings.cwd.is_some() {
-            if let Err(msg) = working_dir(action, &settings) {
-                problems.push(("cwd".to_string(), msg));
+            if let Err(e) = working_dir(action, &settings) {
+                problems.push(("cwd".to_string(), e.to_string()));
             }
         }
         for name in settings.env.keys() {
@@ -165,12 +165,12 @@ impl Runner for ShellRunner {
     async fn run(&self, ctx: RunContext) -> ActionOutcome {
         let command = match build_command(&ctx) {
             Ok(c) => c,
-            Err(msg) => return ActionOutcome::failed(msg, Json::Null),
+            Err(e) => return ActionOutcome::failed(squall_core::error_chain(&e), Json::Null),
         };
         let book = self.book.get().cloned().unwrap_or_default();
         let (mut child, mut group) = match spawn(command, &ctx, &book).await {
             Ok(started) => (started.child, started.group),
-            Err(msg) => return ActionOutcome::failed(msg, Json::Null),
+            Err(e) => return ActionOutcome::failed(squall_core::error_chain(&e), Json::Null),
         };
 
         if let Some(mut stdin) = child.stdin.take() {
@@ -250,20 +250,61 @@ async fn terminate(
     status
 }
 
+/// Why a shell action's command cannot be built or started.
+#[derive(Debug, thiserror::Error)]
+enum CommandError {
+    /// The action's settings do not decode (content is validated when it loads).
+    #[error(transparent)]
+    Settings(#[from] ConfigError),
+    /// Neither `cmd` nor `entry_point`.
+    #[error("the action has neither `cmd` nor `entry_point`")]
+    Neither,
+    /// Both `cmd` and `entry_point`.
+    #[error("the action has both `cmd` and `entry_point`")]
+    Both,
+    /// A script was expected but the action names none.
+    #[error("the action has no `entry_point`")]
+    NoEntryPoint,
+    /// The entry point is there but is not a file.
+    #[error("entry point is not a file: {}", .0.display())]
+    NotAFile(PathBuf),
+    /// The entry point cannot be found (or read).
+    #[error("entry point not found: {}", .path.display())]
+    NotFound {
+        /// Where it was looked for.
+        path: PathBuf,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `cwd` (or the action's folder) is not a directory.
+    #[error("working directory not found: {}", .0.display())]
+    NoWorkingDir(PathBuf),
+    /// The process could not be started.
+    #[error("could not start {program}")]
+    Spawn {
+        /// The program run (`sh` or the script).
+        program: String,
+        /// Why.
+        #[source]
+        source: SpawnError,
+    },
+}
+
 /// Full path of the entry point script, checked to be a file.
-fn script_path(action: &Action) -> Result<PathBuf, String> {
+fn script_path(action: &Action) -> Result<PathBuf, CommandError> {
     let path = action
         .entry_point_path()
-        .ok_or_else(|| "the action has no `entry_point`".to_string())?;
+        .ok_or(CommandError::NoEntryPoint)?;
     match std::fs::metadata(&path) {
         Ok(m) if m.is_file() => Ok(path),
-        Ok(_) => Err(format!("entry point is not a file: {}", path.display())),
-        Err(_) => Err(format!("entry point not found: {}", path.display())),
+        Ok(_) => Err(CommandError::NotAFile(path)),
+        Err(source) => Err(CommandError::NotFound { path, source }),
     }
 }
 
 /// The working directory: `cwd` relative to the action's folder, or the folder itself.
-fn working_dir(action: &Action, settings: &ShellSettings) -> Result<PathBuf, String> {
+fn working_dir(action: &Action, settings: &ShellSettings) -> Result<PathBuf, CommandError> {
     let dir = match &settings.cwd {
         Some(cwd) => action.dir.join(cwd),
         None => action.dir.clone(),
@@ -271,7 +312,7 @@ fn working_dir(action: &Action, settings: &ShellSettings) -> Result<PathBuf, Str
     if dir.is_dir() {
         Ok(dir)
     } else {
-        Err(format!("working directory not found: {}", dir.display()))
+        Err(CommandError::NoWorkingDir(dir))
     }
 }
 
@@ -286,7 +327,7 @@ fn base_command(
     action: &Action,
     settings: &ShellSettings,
     force_sh: bool,
-) -> Result<Command, String> {
+) -> Result<Command, CommandError> {
     match (&settings.cmd, &action.meta.entry_point) {
         (Some(cmd), None) => {
             let mut c = Command::new("sh");
@@ -303,29 +344,22 @@ fn base_command(
                 Ok(c)
             }
         }
-        (None, None) => Err("the action has neither `cmd` nor `entry_point`".to_string()),
-        (Some(_), Some(_)) => Err("the action has both `cmd` and `entry_point`".to_string()),
+        (None, None) => Err(CommandError::Neither),
+        (Some(_), Some(_)) => Err(CommandError::Both),
     }
 }
 
 /// The command with its working directory, environment and pipes.
-fn build_command(ctx: &RunContext) -> Result<Command, String> {
-    let settings = settings(&ctx.action)?;
+fn build_command(ctx: &RunContext) -> Result<Command, CommandError> {
+    let settings = ctx.action.settings::<ShellSettings>()?;
     configure(base_command(&ctx.action, &settings, false)?, ctx, &settings)
-}
-
-/// The action's settings, or why they are unusable.
-fn settings(action: &Action) -> Result<ShellSettings, String> {
-    action
-        .settings::<ShellSettings>()
-        .map_err(|e| e.to_string())
 }
 
 fn configure(
     mut c: Command,
     ctx: &RunContext,
     settings: &ShellSettings,
-) -> Result<Command, String> {
+) -> Result<Command, CommandError> {
     let action = &ctx.action;
     c.current_dir(working_dir(action, settings)?);
     for (k, v) in &settings.env {
@@ -351,20 +385,20 @@ async fn spawn(
     command: Command,
     ctx: &RunContext,
     book: &ProcessBook,
-) -> Result<super::process::Started, String> {
+) -> Result<super::process::Started, CommandError> {
     let program = program_of(&command);
     match super::process::spawn(command, &ctx.execution_id, book).await {
         Ok(started) => Ok(started),
         // An executable script without a `#!` line: the kernel refuses it, a shell runs it.
         Err(SpawnError::Os(e)) if e.raw_os_error() == Some(libc::ENOEXEC) => {
-            let settings = settings(&ctx.action)?;
+            let settings = ctx.action.settings::<ShellSettings>()?;
             let command = configure(base_command(&ctx.action, &settings, true)?, ctx, &settings)?;
             let program = program_of(&command);
             super::process::spawn(command, &ctx.execution_id, book)
                 .await
-                .map_err(|e| describe_spawn_error(&program, &e))
+                .map_err(|source| CommandError::Spawn { program, source })
         }
-        Err(e) => Err(describe_spawn_error(&program, &e)),
+        Err(source) => Err(CommandError::Spawn { program, source }),
     }
 }
 
@@ -374,10 +408,6 @@ fn program_of(command: &Command) -> String {
         .get_program()
         .to_string_lossy()
         .into_owned()
-}
-
-fn describe_spawn_error(program: &str, e: &SpawnError) -> String {
-    format!("could not start {program}: {e}")
 }
 
 /// `SQUALL_PARAM_<NAME>` for a parameter name.

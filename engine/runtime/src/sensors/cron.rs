@@ -44,14 +44,29 @@
 //! fired (like cron), and a slot is never fired twice, even after a quick restart or a
 //! clock that went back.
 
-use super::{Sensor, SensorContext, SensorError};
+use super::{Clock, Sensor, SensorContext, SensorError};
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use squall_core::config::Reference;
 use squall_core::model::Json;
 
 /// The `cron` sensor type.
 pub struct CronSensor;
+
+/// The `config:` of a `cron` sensor.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CronConfig {
+    /// When to fire: five fields `minute hour day-of-month month day-of-week`, or six
+    /// with a leading `second`; `@daily`, `@hourly`... (docs/sensors.md).
+    pub schedule: String,
+    /// The IANA time zone the schedule is read in (`Europe/Paris`); default UTC.
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
 
 /// A parsed `schedule` in a `timezone`.
 #[derive(Debug, Clone)]
@@ -64,15 +79,7 @@ impl Schedule {
     /// Parse a schedule and an optional IANA time zone (default UTC). Errors are
     /// `(field, message)` with field `schedule` or `timezone`.
     pub fn parse(schedule: &str, timezone: Option<&str>) -> Result<Schedule, (String, String)> {
-        let tz = match timezone {
-            None => Tz::UTC,
-            Some(name) => name.trim().parse::<Tz>().map_err(|_| {
-                field_err(
-                    "timezone",
-                    format!("unknown time zone `{name}`; use an IANA name such as `Europe/Paris` or `UTC`"),
-                )
-            })?,
-        };
+        let tz = timezone.map_or(Ok(Tz::UTC), parse_timezone)?;
         let text = schedule.trim();
         let fields = text.split_whitespace().count();
         if !(text.starts_with('@') || fields == 5 || fields == 6) {
@@ -98,50 +105,20 @@ impl Schedule {
         Ok(s)
     }
 
-    /// Parse the `schedule` and `timezone` of a sensor's config.
+    /// Decode a sensor's `config:` and parse its `schedule` in its `timezone`; every
+    /// problem as `(field, message)`.
     pub fn from_config(config: &Json) -> Result<Schedule, Vec<(String, String)>> {
-        let mut errs = Vec::new();
-        let timezone = match config.get("timezone") {
-            None | Some(Json::Null) => None,
-            Some(Json::String(s)) => {
-                if let Err(e) = Schedule::parse("* * * * *", Some(s)) {
-                    errs.push(e);
-                }
-                Some(s.as_str())
-            }
-            Some(_) => {
-                errs.push(field_err("timezone", "timezone must be a string"));
-                None
-            }
-        };
-        let schedule = match config.get("schedule") {
-            None | Some(Json::Null) => {
-                errs.push(field_err(
-                    "schedule",
-                    "missing `schedule` (e.g. \"*/5 * * * *\")",
-                ));
-                None
-            }
-            Some(Json::String(s)) => Some(s.as_str()),
-            Some(_) => {
-                errs.push(field_err("schedule", "schedule must be a string"));
-                None
-            }
-        };
-        if let Some(schedule) = schedule {
-            match Schedule::parse(schedule, None) {
-                Err(e) => errs.push(e),
-                Ok(s) if errs.is_empty() => {
-                    let tz = timezone.and_then(|t| t.trim().parse::<Tz>().ok());
-                    return Ok(Schedule {
-                        tz: tz.unwrap_or(Tz::UTC),
-                        ..s
-                    });
-                }
-                Ok(_) => {}
-            }
+        let config: CronConfig = super::decode_config(config, &[("schedule", "\"*/5 * * * *\"")])
+            .map_err(|e| vec![e])?;
+        let tz = config
+            .timezone
+            .as_deref()
+            .map_or(Ok(Tz::UTC), parse_timezone);
+        let schedule = Schedule::parse(&config.schedule, None);
+        match (tz, schedule) {
+            (Ok(tz), Ok(s)) => Ok(Schedule { tz, ..s }),
+            (tz, schedule) => Err(tz.err().into_iter().chain(schedule.err()).collect()),
         }
-        Err(errs)
     }
 
     /// The time zone the schedule is read in.
@@ -172,6 +149,16 @@ impl Schedule {
             })
         })
     }
+}
+
+/// An IANA time zone name; the error names the `timezone` field.
+fn parse_timezone(name: &str) -> Result<Tz, (String, String)> {
+    name.trim().parse::<Tz>().map_err(|_| {
+        field_err(
+            "timezone",
+            format!("unknown time zone `{name}`; use an IANA name such as `Europe/Paris` or `UTC`"),
+        )
+    })
 }
 
 /// Name the field croner rejected, by parsing each field alone.
@@ -222,22 +209,18 @@ impl Sensor for CronSensor {
         "core.cron"
     }
 
+    fn reference(&self) -> Reference {
+        Reference::settings::<CronConfig>(
+            "Emits `core.cron` at each slot of a cron schedule in a time zone; slots missed \
+             while the engine was down are not fired (docs/sensors.md).",
+        )
+    }
+
     fn validate(&self, config: &Json) -> Vec<(String, String)> {
-        let mut errs = match Schedule::from_config(config) {
+        match Schedule::from_config(config) {
             Ok(_) => Vec::new(),
-            Err(e) => e,
-        };
-        if let Some(map) = config.as_object() {
-            for key in map.keys() {
-                if key != "schedule" && key != "timezone" {
-                    errs.push(field_err(
-                        key,
-                        format!("unknown setting `{key}`; cron takes `schedule` and `timezone`"),
-                    ));
-                }
-            }
+            Err(problems) => problems,
         }
-        errs
     }
 
     async fn run(&self, ctx: SensorContext) -> Result<(), SensorError> {
@@ -245,29 +228,39 @@ impl Sensor for CronSensor {
             let msgs: Vec<String> = e.into_iter().map(|(_, m)| m).collect();
             SensorError(msgs.join("; "))
         })?;
-        let mut last = super::checkpoint_time(&ctx)?;
-        loop {
-            let now = Utc::now();
-            let from = last.map_or(now, |l| l.max(now));
-            let Some(slot) = schedule.next_after(from) else {
-                return Err(SensorError(format!(
-                    "schedule has no slot after {}",
-                    from.to_rfc3339()
-                )));
-            };
-            if !super::sleep_until(slot, &ctx.shutdown).await {
-                return Ok(());
-            }
-            let payload = super::timer_payload(slot, Utc::now(), &ctx.name, &schedule.tz);
-            if squall_core::sensor::emit_with_retry(&ctx, payload)
-                .await?
-                .is_none()
-            {
-                return Ok(());
-            }
-            super::save_checkpoint_time(&ctx, slot).await?;
-            last = Some(slot);
+        run_schedule(&ctx, &schedule, Utc::now).await
+    }
+}
+
+/// Emit at each slot of `schedule` until shutdown (see the module docs for the start
+/// rule), reading the time from `clock`.
+pub(crate) async fn run_schedule(
+    ctx: &SensorContext,
+    schedule: &Schedule,
+    clock: Clock,
+) -> Result<(), SensorError> {
+    let mut last = super::checkpoint_time(ctx)?;
+    loop {
+        let now = clock();
+        let from = last.map_or(now, |l| l.max(now));
+        let Some(slot) = schedule.next_after(from) else {
+            return Err(SensorError(format!(
+                "schedule has no slot after {}",
+                from.to_rfc3339()
+            )));
+        };
+        if !super::sleep_until(slot, &ctx.shutdown, clock).await {
+            return Ok(());
         }
+        let payload = super::timer_payload(slot, clock(), &ctx.name, &schedule.tz);
+        if squall_core::sensor::emit_with_retry(ctx, payload)
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
+        super::save_checkpoint_time(ctx, slot).await?;
+        last = Some(slot);
     }
 }
 
@@ -425,6 +418,14 @@ mod tests {
             fields(json!({"schedule": "61 * * * *", "timezone": "Nowhere"})),
             ["timezone", "schedule"]
         );
-        assert_eq!(fields(json!({"timezone": 3})), ["timezone", "schedule"]);
+        // A value of the wrong type stops decoding: it is the one problem reported.
+        assert_eq!(fields(json!({"timezone": 3})), ["timezone"]);
+        let problems = CronSensor.validate(&json!({}));
+        assert_eq!(problems[0].1, "missing `schedule` (e.g. \"*/5 * * * *\")");
+        let problems = CronSensor.validate(&json!({"schedule": "* * * * *", "every": "5m"}));
+        assert!(
+            problems[0].1.contains("unknown field `every`"),
+            "{problems:?}"
+        );
     }
 }

@@ -25,15 +25,46 @@
 //! The checkpoint is written after the trigger was accepted: a crash exactly between the
 //! two can yield one extra (coalesced) tick right after the restart.
 
-use super::{Sensor, SensorContext, SensorError};
+use super::{Clock, Period, Sensor, SensorContext, SensorError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use squall_core::duration::every;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use squall_core::config::Reference;
+use squall_core::duration::MAX;
 use squall_core::model::Json;
 use std::time::Duration;
 
 /// The `interval` sensor type.
 pub struct IntervalSensor;
+
+/// The `config:` of an `interval` sensor.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntervalConfig {
+    /// Time between ticks: `30s`, `5m`, `1h30m`, `1d`, `1500ms`, or a number of seconds;
+    /// at least 1s and at most 366d.
+    pub every: Period,
+}
+
+impl IntervalConfig {
+    /// Decode a sensor's `config:` and check `every` (between 1 s and 366 days);
+    /// problems as `(field, message)`.
+    pub fn decode(config: &Json) -> Result<IntervalConfig, (String, String)> {
+        let c: IntervalConfig = super::decode_config(config, &[("every", "30s, 5m, 1h")])?;
+        let d = c.every.0;
+        let problem = if d.is_zero() {
+            "every must be greater than zero"
+        } else if d < Duration::from_secs(1) {
+            "every must be at least 1s"
+        } else if d > MAX {
+            "every must be at most 366d"
+        } else {
+            return Ok(c);
+        };
+        Err(("every".to_string(), problem.to_string()))
+    }
+}
 
 /// The first tick of a run started at `now` with checkpoint `last`.
 pub fn first_tick(
@@ -47,16 +78,21 @@ pub fn first_tick(
     }
 }
 
-/// Tick every `every` until shutdown (see the module docs for the start rule).
-pub(crate) async fn run_every(ctx: &SensorContext, every: Duration) -> Result<(), SensorError> {
+/// Tick every `every` until shutdown (see the module docs for the start rule), reading
+/// the time from `clock`.
+pub(crate) async fn run_every(
+    ctx: &SensorContext,
+    every: Duration,
+    clock: Clock,
+) -> Result<(), SensorError> {
     let step = chrono::Duration::from_std(every)
         .map_err(|_| SensorError("interval is too long".into()))?;
-    let mut next = first_tick(Utc::now(), super::checkpoint_time(ctx)?, step);
+    let mut next = first_tick(clock(), super::checkpoint_time(ctx)?, step);
     loop {
-        if !super::sleep_until(next, &ctx.shutdown).await {
+        if !super::sleep_until(next, &ctx.shutdown, clock).await {
             return Ok(());
         }
-        let payload = super::timer_payload(next, Utc::now(), &ctx.name, &Utc);
+        let payload = super::timer_payload(next, clock(), &ctx.name, &Utc);
         if squall_core::sensor::emit_with_retry(ctx, payload)
             .await?
             .is_none()
@@ -64,7 +100,7 @@ pub(crate) async fn run_every(ctx: &SensorContext, every: Duration) -> Result<()
             return Ok(());
         }
         super::save_checkpoint_time(ctx, next).await?;
-        next = (next + step).max(Utc::now());
+        next = (next + step).max(clock());
     }
 }
 
@@ -78,25 +114,20 @@ impl Sensor for IntervalSensor {
         "core.interval"
     }
 
+    fn reference(&self) -> Reference {
+        Reference::settings::<IntervalConfig>(
+            "Emits `core.interval` every `every`, anchored to the previous tick; ticks missed \
+             while the engine was down are coalesced into one (docs/sensors.md).",
+        )
+    }
+
     fn validate(&self, config: &Json) -> Vec<(String, String)> {
-        let mut errs = Vec::new();
-        if let Err(e) = every(config) {
-            errs.push(e);
-        }
-        if let Some(map) = config.as_object() {
-            for key in map.keys().filter(|k| *k != "every") {
-                errs.push((
-                    key.clone(),
-                    format!("unknown setting `{key}`; interval takes `every`"),
-                ));
-            }
-        }
-        errs
+        IntervalConfig::decode(config).err().into_iter().collect()
     }
 
     async fn run(&self, ctx: SensorContext) -> Result<(), SensorError> {
-        let every = every(&ctx.config).map_err(|(_, m)| SensorError(m))?;
-        run_every(&ctx, every).await
+        let config = IntervalConfig::decode(&ctx.config).map_err(|(_, m)| SensorError(m))?;
+        run_every(&ctx, config.every.0, Utc::now).await
     }
 }
 
@@ -122,10 +153,18 @@ mod tests {
         assert_eq!(first_tick(now, Some(last), min), t("2024-05-01T10:31:00Z"));
     }
 
+    fn every(config: &Json) -> Result<Duration, (String, String)> {
+        IntervalConfig::decode(config).map(|c| c.every.0)
+    }
+
     #[test]
     fn every_is_checked() {
         assert_eq!(every(&json!({"every": "1m"})), Ok(Duration::from_secs(60)));
         assert_eq!(every(&json!({"every": 90})), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            every(&json!({"every": 1.5})),
+            Ok(Duration::from_millis(1500))
+        );
         for bad in [
             json!({}),
             json!(null),
@@ -140,6 +179,21 @@ mod tests {
             let e = every(&bad).unwrap_err();
             assert_eq!(e.0, "every", "{bad}");
         }
+        let message = |c: Json| every(&c).unwrap_err().1;
+        assert_eq!(message(json!({})), "missing `every` (e.g. 30s, 5m, 1h)");
+        assert_eq!(
+            message(json!({"every": "500ms"})),
+            "every must be at least 1s"
+        );
+        assert_eq!(
+            message(json!({"every": "400d"})),
+            "every must be at most 366d"
+        );
+        assert!(message(json!({"every": "soon"})).contains("`soon` is not a duration"));
+        assert_eq!(
+            message(json!({"every": -3})),
+            "`-3` is not a number of seconds"
+        );
     }
 
     #[test]

@@ -10,20 +10,110 @@ pub mod webhook;
 pub use supervisor::{SensorManager, SensorState, SensorStatus, SupervisorOptions};
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::de::{self, DeserializeOwned, Deserializer};
+use serde::Deserialize;
 use squall_core::bus::Emitter;
 use squall_core::model::Json;
 use squall_core::sensor::{Registry, Sensor, SensorContext, SensorEnv, SensorError};
+use std::borrow::Cow;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Sleep until the wall-clock time `at`, in slices of at most 30 s so that a clock jump
-/// or a suspended machine is noticed. Returns `false` when `shutdown` fired first.
-pub async fn sleep_until(at: DateTime<Utc>, shutdown: &CancellationToken) -> bool {
+/// Where the timer sensors read the wall-clock time: [`Utc::now`] when they run, a clock
+/// that follows tokio's (pausable) clock in their unit tests.
+pub type Clock = fn() -> DateTime<Utc>;
+
+/// A sensor's `config:` decoded into its typed struct `T`, problems as `(field, message)`
+/// with the field relative to `config`. A missing required field is reported on the
+/// field itself, `missing `every` (e.g. 30s, 5m, 1h)`, with its example from `examples`.
+pub(crate) fn decode_config<T: DeserializeOwned>(
+    config: &Json,
+    examples: &[(&str, &str)],
+) -> Result<T, (String, String)> {
+    squall_core::config::decode(config).map_err(|e| {
+        let missing = e
+            .message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+            .filter(|_| e.field.is_empty());
+        match missing {
+            Some(name) => {
+                let message = match examples.iter().find(|(field, _)| *field == name) {
+                    Some((_, example)) => format!("missing `{name}` (e.g. {example})"),
+                    None => format!("missing `{name}`"),
+                };
+                (name.to_string(), message)
+            }
+            None => e.problem(""),
+        }
+    })
+}
+
+/// A duration in a sensor's `config:`: `30s`, `5m`, `1h30m`, `1d`, `1500ms` (see
+/// [`squall_core::duration::parse`]), or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period(pub Duration);
+
+impl<'de> Deserialize<'de> for Period {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Period;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration such as `5m`, or a number of seconds")
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Period, E> {
+                squall_core::duration::parse(s)
+                    .map(Period)
+                    .map_err(E::custom)
+            }
+
+            fn visit_u64<E: de::Error>(self, secs: u64) -> Result<Period, E> {
+                Ok(Period(Duration::from_secs(secs)))
+            }
+
+            fn visit_i64<E: de::Error>(self, secs: i64) -> Result<Period, E> {
+                u64::try_from(secs)
+                    .map(|s| Period(Duration::from_secs(s)))
+                    .map_err(|_| E::custom(format!("`{secs}` is not a number of seconds")))
+            }
+
+            fn visit_f64<E: de::Error>(self, secs: f64) -> Result<Period, E> {
+                Duration::try_from_secs_f64(secs)
+                    .map(Period)
+                    .map_err(|_| E::custom(format!("`{secs}` is not a number of seconds")))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl JsonSchema for Period {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "Period".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": ["string", "number"]})
+    }
+}
+
+/// Sleep until the wall-clock time `at` (read from `clock`), in slices of at most 30 s so
+/// that a clock jump or a suspended machine is noticed. Returns `false` when `shutdown`
+/// fired first.
+pub async fn sleep_until(at: DateTime<Utc>, shutdown: &CancellationToken, clock: Clock) -> bool {
     loop {
         if shutdown.is_cancelled() {
             return false;
         }
-        let left = at - Utc::now();
+        let left = at - clock();
         let Ok(left) = left.to_std() else {
             return true; // `at` is now or in the past
         };

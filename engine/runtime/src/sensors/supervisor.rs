@@ -7,7 +7,7 @@
 //! up, and after a backoff (1 s, 2 s, 4 s … at most 60 s; back to 1 s once a run lasted
 //! 60 s) the sensor is started again and `restarts` goes up.
 
-use super::{Emitter, Registry, Sensor, SensorContext, SensorEnv};
+use super::{Emitter, Registry, Sensor, SensorContext, SensorEnv, SensorError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -18,8 +18,9 @@ use squall_core::store::Store;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
+use std::time::Duration;
+use tokio::task::{JoinError, JoinHandle};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// State of a sensor instance.
@@ -400,11 +401,12 @@ async fn supervise(
             break;
         }
         let message = match outcome {
-            Ok(Ok(())) => "the sensor stopped without being asked to".to_string(),
-            Ok(Err(e)) => e.0,
-            Err(e) if e.is_panic() => format!("the sensor panicked: {}", panic_message(e)),
-            Err(e) => format!("the sensor task ended: {e}"),
-        };
+            Ok(Ok(())) => RunFailure::StoppedUnasked,
+            Ok(Err(e)) => RunFailure::Failed(e),
+            Err(e) if e.is_panic() => RunFailure::Panicked(panic_message(e)),
+            Err(e) => RunFailure::Ended(e),
+        }
+        .to_string();
         tracing::warn!(sensor = %ctx.name, error = %message, retry_in = ?backoff, "sensor failed");
         shared.errors.fetch_add(1, Ordering::Relaxed);
         {
@@ -426,7 +428,25 @@ async fn supervise(
     lock(&status).state = SensorState::Stopped;
 }
 
-fn panic_message(e: tokio::task::JoinError) -> String {
+/// Why a run of a sensor ended without having been asked to stop.
+#[derive(Debug, thiserror::Error)]
+enum RunFailure {
+    /// `run` returned `Ok` although shutdown had not fired.
+    #[error("the sensor stopped without being asked to")]
+    StoppedUnasked,
+    /// `run` returned an error.
+    #[error(transparent)]
+    Failed(SensorError),
+    /// `run` panicked, with this message.
+    #[error("the sensor panicked: {0}")]
+    Panicked(String),
+    /// Its task was ended otherwise (aborted).
+    #[error("the sensor task ended: {0}")]
+    Ended(#[source] JoinError),
+}
+
+/// The message a panic was raised with.
+fn panic_message(e: JoinError) -> String {
     let payload = e.into_panic();
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()

@@ -8,18 +8,25 @@ use squall_core::store::SledStore;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 
-/// Type `test`: each run counts a start, emits once, then fails, panics or waits for
-/// shutdown depending on the flags.
+/// Type `test`: each run counts a start, emits once, then fails (after `fail_after`),
+/// panics or waits for shutdown depending on the flags.
 #[derive(Default)]
 struct TestSensor {
-    starts: Mutex<HashMap<String, u32>>,
+    starts: Mutex<HashMap<String, Vec<Instant>>>,
     fail: AtomicBool,
+    fail_after: Mutex<Duration>,
     panic: AtomicBool,
 }
 
 impl TestSensor {
     fn starts(&self, name: &str) -> u32 {
-        lock(&self.starts).get(name).copied().unwrap_or(0)
+        lock(&self.starts).get(name).map_or(0, |s| s.len() as u32)
+    }
+
+    /// The time between one start of `name` and the next.
+    fn gaps(&self, name: &str) -> Vec<Duration> {
+        let starts = lock(&self.starts).get(name).cloned().unwrap_or_default();
+        starts.windows(2).map(|w| w[1] - w[0]).collect()
     }
 }
 
@@ -38,7 +45,10 @@ impl Sensor for TestSensor {
     }
 
     async fn run(&self, ctx: SensorContext) -> Result<(), SensorError> {
-        *lock(&self.starts).entry(ctx.name.clone()).or_default() += 1;
+        lock(&self.starts)
+            .entry(ctx.name.clone())
+            .or_default()
+            .push(Instant::now());
         ctx.emit(json!({"config": ctx.config}))
             .await
             .map_err(|e| SensorError(e.to_string()))?;
@@ -46,6 +56,8 @@ impl Sensor for TestSensor {
             panic!("test sensor exploded");
         }
         if self.fail.load(Ordering::SeqCst) {
+            let after = *lock(&self.fail_after);
+            tokio::time::sleep(after).await;
             return Err(SensorError("boom".into()));
         }
         ctx.shutdown.cancelled().await;
@@ -53,12 +65,12 @@ impl Sensor for TestSensor {
     }
 }
 
-fn fast() -> SupervisorOptions {
+/// The product's timings but a shorter longest backoff. The tests that wait for restarts
+/// run on tokio's paused clock: a backoff passes as soon as nothing else is left to do.
+fn options() -> SupervisorOptions {
     SupervisorOptions {
-        backoff_base: Duration::from_millis(2),
-        backoff_max: Duration::from_millis(20),
-        healthy_after: Duration::from_secs(60),
-        stop_grace: Duration::from_secs(5),
+        backoff_max: Duration::from_secs(8),
+        ..SupervisorOptions::default()
     }
 }
 
@@ -87,7 +99,13 @@ impl Fixture {
             .iter()
             .map(|s| (s.reference.clone(), s.clone()))
             .collect();
-        SensorManager::start_with(registry, fast(), &map, self.rec.clone(), self.store.clone())
+        SensorManager::start_with(
+            registry,
+            options(),
+            &map,
+            self.rec.clone(),
+            self.store.clone(),
+        )
     }
 }
 
@@ -105,7 +123,7 @@ fn map(sensors: &[Arc<SensorInstance>]) -> BTreeMap<String, Arc<SensorInstance>>
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn failing_sensor_is_restarted_and_shows_error_then_running() {
     let f = fixture();
     f.sensor.fail.store(true, Ordering::SeqCst);
@@ -140,7 +158,7 @@ async fn failing_sensor_is_restarted_and_shows_error_then_running() {
     assert_eq!(status(&m, "site.flaky").state, SensorState::Stopped);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn panicking_sensor_is_an_error_with_the_message() {
     let f = fixture();
     f.sensor.panic.store(true, Ordering::SeqCst);
@@ -157,7 +175,35 @@ async fn panicking_sensor_is_an_error_with_the_message() {
     m.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
+async fn restarts_back_off_exponentially_up_to_the_longest_delay() {
+    let f = fixture();
+    f.sensor.fail.store(true, Ordering::SeqCst);
+    let m = f.start(&[instance("flaky", "test", json!({}), true)]);
+    wait_for("six starts", || f.sensor.starts("site.flaky") >= 6).await;
+    m.shutdown().await;
+    let secs = |s: u64| Duration::from_secs(s);
+    assert_eq!(
+        f.sensor.gaps("site.flaky")[..5],
+        [secs(1), secs(2), secs(4), secs(8), secs(8)]
+    );
+    assert_eq!(status(&m, "site.flaky").restarts, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_that_lasted_resets_the_backoff() {
+    let f = fixture();
+    f.sensor.fail.store(true, Ordering::SeqCst);
+    // Each run fails only after `healthy_after`: every restart waits the first delay.
+    *lock(&f.sensor.fail_after) = options().healthy_after;
+    let m = f.start(&[instance("slow", "test", json!({}), true)]);
+    wait_for("four starts", || f.sensor.starts("site.slow") >= 4).await;
+    m.shutdown().await;
+    let gap = options().healthy_after + options().backoff_base;
+    assert_eq!(f.sensor.gaps("site.slow")[..3], [gap, gap, gap]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn disabled_and_unknown_sensors_are_listed_not_run() {
     let f = fixture();
     let m = f.start(&[
@@ -176,7 +222,7 @@ async fn disabled_and_unknown_sensors_are_listed_not_run() {
     assert_eq!(f.sensor.starts("site.off"), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn reload_keeps_unchanged_restarts_changed_stops_removed() {
     let f = fixture();
     let a = instance("a", "test", json!({"v": 1}), true);

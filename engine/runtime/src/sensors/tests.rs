@@ -87,6 +87,17 @@ pub(crate) async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A wall clock that follows tokio's: the real time when first read, plus how far tokio's
+/// clock moved since. In a test with a paused tokio clock, the timer sensors' sleeps then
+/// end as soon as nothing else is left to do, at exactly the time they waited for.
+pub(crate) fn tokio_clock() -> DateTime<Utc> {
+    static START: std::sync::OnceLock<(DateTime<Utc>, tokio::time::Instant)> =
+        std::sync::OnceLock::new();
+    let (wall, at) = *START.get_or_init(|| (Utc::now(), tokio::time::Instant::now()));
+    let elapsed = tokio::time::Instant::now().saturating_duration_since(at);
+    wall + chrono::Duration::from_std(elapsed).expect("a test lasts less than centuries")
+}
+
 fn ctx(
     name: &str,
     config: Json,
@@ -161,14 +172,32 @@ fn registry_validates_types_and_prefixes_config_fields() {
     assert_eq!(r.trigger_of(&spec("nope", json!({}))), None);
 }
 
-#[tokio::test]
+/// The `scheduled_at` times of what `rec` accepted.
+fn scheduled(rec: &Recorder) -> Vec<DateTime<Utc>> {
+    rec.seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, p, _)| {
+            let s = p["scheduled_at"].as_str().expect("scheduled_at");
+            DateTime::parse_from_rfc3339(s)
+                .expect("RFC 3339")
+                .with_timezone(&Utc)
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
 async fn interval_ticks_emit_and_checkpoint() {
     let (_dir, store) = store();
     let rec = Arc::new(Recorder::default());
     let c = ctx("tick", json!({}), rec.clone(), store);
+    let started = tokio_clock();
     let run = {
         let c = c.clone();
-        tokio::spawn(async move { interval::run_every(&c, Duration::from_millis(20)).await })
+        tokio::spawn(
+            async move { interval::run_every(&c, Duration::from_secs(60), tokio_clock).await },
+        )
     };
     wait_for("3 ticks", || rec.count() >= 3).await;
     c.shutdown.cancel();
@@ -184,43 +213,64 @@ async fn interval_ticks_emit_and_checkpoint() {
         let s = p[key].as_str().unwrap();
         assert!(DateTime::parse_from_rfc3339(s).is_ok(), "{key}: {s}");
     }
-    let slots: Vec<&str> = seen
-        .iter()
-        .map(|(_, p, _)| p["scheduled_at"].as_str().unwrap())
-        .collect();
-    let mut unique = slots.clone();
-    unique.dedup();
-    assert_eq!(unique.len(), slots.len(), "{slots:?}");
+    // One `every` after start, then anchored to the previous tick: no drift.
+    let slots = scheduled(&rec);
+    let minute = chrono::Duration::seconds(60);
+    assert_eq!(slots[0], started + minute);
+    for pair in slots.windows(2) {
+        assert_eq!(pair[1] - pair[0], minute, "{slots:?}");
+    }
     let cp = checkpoint_time(&c).unwrap().unwrap();
-    assert!(seen.iter().any(|(_, p, _)| {
-        DateTime::parse_from_rfc3339(p["scheduled_at"].as_str().unwrap()).unwrap() == cp
-    }));
+    assert!(slots.contains(&cp), "{cp} in {slots:?}");
 }
 
-#[tokio::test]
-async fn cron_every_second_emits_and_checkpoints() {
+#[tokio::test(start_paused = true)]
+async fn an_interval_restarted_early_waits_for_its_next_tick() {
+    let (_dir, store) = store();
+    let rec = Arc::new(Recorder::default());
+    let c = ctx("tick", json!({}), rec.clone(), store);
+    let last = tokio_clock() - chrono::Duration::seconds(20);
+    save_checkpoint_time(&c, last).await.unwrap();
+    let run = {
+        let c = c.clone();
+        tokio::spawn(
+            async move { interval::run_every(&c, Duration::from_secs(60), tokio_clock).await },
+        )
+    };
+    wait_for("a tick", || rec.count() >= 1).await;
+    c.shutdown.cancel();
+    run.await.unwrap().unwrap();
+    assert_eq!(scheduled(&rec)[0], last + chrono::Duration::seconds(60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cron_slots_emit_and_checkpoint() {
     let (_dir, store) = store();
     let rec = Arc::new(Recorder::default());
     let c = ctx(
-        "every_second",
-        json!({"schedule": "* * * * * *"}),
+        "every_five_minutes",
+        json!({"schedule": "*/5 * * * *"}),
         rec.clone(),
         store,
     );
+    let schedule = cron::Schedule::from_config(&c.config).unwrap();
     let run = {
         let c = c.clone();
-        tokio::spawn(async move { cron::CronSensor.run(c).await })
+        tokio::spawn(async move { cron::run_schedule(&c, &schedule, tokio_clock).await })
     };
     wait_for("2 cron slots", || rec.count() >= 2).await;
     c.shutdown.cancel();
     run.await.unwrap().unwrap();
-    let seen = rec.seen.lock().unwrap().clone();
-    let slot = |i: usize| {
-        DateTime::parse_from_rfc3339(seen[i].1["scheduled_at"].as_str().unwrap()).unwrap()
-    };
-    assert!(slot(1) > slot(0));
-    assert_eq!(slot(0).timestamp_subsec_nanos(), 0);
-    assert!(checkpoint_time(&c).unwrap().unwrap() >= slot(1));
+    let slots = scheduled(&rec);
+    assert_eq!(
+        slots[1] - slots[0],
+        chrono::Duration::minutes(5),
+        "{slots:?}"
+    );
+    for slot in &slots {
+        assert_eq!(slot.timestamp() % 300, 0, "{slot}");
+    }
+    assert!(checkpoint_time(&c).unwrap().unwrap() >= slots[1]);
 }
 
 #[tokio::test]
@@ -236,15 +286,14 @@ async fn an_invalid_trigger_type_is_refused_at_once_not_retried() {
     assert_eq!(rec.tries.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
-#[tokio::test]
+/// On tokio's paused clock the product's retry delays pass at once.
+#[tokio::test(start_paused = true)]
 async fn refused_emits_are_retried_then_fail() {
     let (_dir, store) = store();
     let rec = Arc::new(Recorder::default());
     rec.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
     let c = ctx("r", json!({}), rec.clone(), store);
-    let err = emit_retrying(&c, json!({}), Duration::from_millis(1))
-        .await
-        .unwrap_err();
+    let err = emit_with_retry(&c, json!({})).await.unwrap_err();
     assert!(err.0.contains("queue is full"), "{err}");
     assert_eq!(rec.tries.load(std::sync::atomic::Ordering::SeqCst), 6);
     // shutdown while retrying is not an error

@@ -20,13 +20,17 @@
 //! signatures with a delivery id) and registered with the [`ReplayGuard`], so that each
 //! signed call is accepted once; see [`signing`].
 
-use super::{Sensor, SensorContext, SensorError};
+use super::{Period, Sensor, SensorContext, SensorError};
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
+use schemars::JsonSchema;
+use serde::Deserialize;
 use sha2::Sha256;
+use squall_core::config::Reference;
 use squall_core::content::{Content, Sensor as SensorInstance};
 use squall_core::model::Json;
 use std::sync::Arc;
+use std::time::Duration;
 
 mod replay;
 pub mod signing;
@@ -40,39 +44,169 @@ pub struct WebhookSensor;
 /// The sensor type name.
 pub const KIND: &str = "webhook";
 
-/// The settings a webhook sensor's `config` may have.
-const KNOWN_SETTINGS: [&str; 5] = ["path", "secret", "scheme", "tolerance", "delivery_header"];
-
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "X-Squall-Signature";
 
+/// The `config:` of a `webhook` sensor.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The path served, `POST /api/v1/webhooks/<path>`: letters, digits, `_`, `-` and
+    /// `/`; a leading or trailing `/` is dropped.
+    pub path: String,
+    /// A shared secret, usually `${env:NAME}`: a call without an operator token must then
+    /// be signed with it (docs/sensors.md).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// How signed calls are checked: `squall` (timestamped signatures, the default) or
+    /// `github` (`X-Hub-Signature-256` and a delivery id). Only with `secret`.
+    #[serde(default)]
+    pub scheme: Option<Scheme>,
+    /// How far a signing time may be from the server's clock, and how long an accepted
+    /// signature or delivery id is remembered: 1s to 7d, default 5m. Only with `secret`.
+    #[serde(default)]
+    pub tolerance: Option<Period>,
+    /// The delivery id header of the `github` scheme; default `X-GitHub-Delivery`.
+    #[serde(default)]
+    pub delivery_header: Option<String>,
+}
+
+impl WebhookConfig {
+    /// Decode a sensor's `config:` (types and known keys only; see
+    /// [`problems`](Self::problems) for the rest).
+    pub fn decode(config: &Json) -> Result<WebhookConfig, (String, String)> {
+        super::decode_config(config, &[("path", "alerts")])
+    }
+
+    /// The config of a webhook sensor instance, `None` for another type or a config
+    /// that does not decode (content is validated when it loads, so only a bug gets
+    /// there).
+    pub fn of(sensor: &SensorInstance) -> Option<WebhookConfig> {
+        if sensor.spec.kind != KIND {
+            return None;
+        }
+        match WebhookConfig::decode(&sensor.spec.config) {
+            Ok(c) => Some(c),
+            Err((field, message)) => {
+                tracing::error!(sensor = %sensor.reference, field, message, "unreadable webhook config");
+                None
+            }
+        }
+    }
+
+    /// The secret, when it is set and not empty.
+    pub fn secret(&self) -> Option<&str> {
+        self.secret.as_deref().filter(|s| !s.is_empty())
+    }
+
+    /// The replay window: `tolerance`, or [`signing::DEFAULT_TOLERANCE`].
+    pub fn tolerance(&self) -> Duration {
+        self.tolerance.map_or(signing::DEFAULT_TOLERANCE, |t| t.0)
+    }
+
+    /// What is wrong beyond types: the path, an empty secret, a tolerance out of range,
+    /// signing settings without a secret; each as `(field, message)`.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut errs = Vec::new();
+        let mut err = |f: &str, m: String| errs.push((f.to_string(), m));
+        if let Err(e) = normalize_path(&self.path) {
+            err("path", e.to_string());
+        }
+        if self.secret.as_deref() == Some("") {
+            err(
+                "secret",
+                "secret is empty (is its environment variable set?)".into(),
+            );
+        }
+        if let Some(Period(t)) = self.tolerance {
+            if t < Duration::from_secs(1) || t > signing::MAX_TOLERANCE {
+                err(
+                    "tolerance",
+                    "tolerance is out of range; use between 1s and 7d (or 1 to 604800 seconds; default 5m)".into(),
+                );
+            }
+        }
+        if let Some(h) = &self.delivery_header {
+            if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                err(
+                    "delivery_header",
+                    "delivery_header must be an HTTP header name such as X-GitHub-Delivery".into(),
+                );
+            } else if self.scheme != Some(Scheme::Github) {
+                err(
+                    "delivery_header",
+                    "delivery_header is used by `scheme: github` only; add it or remove this setting".into(),
+                );
+            }
+        }
+        if self.secret().is_none() {
+            let set = [
+                ("scheme", self.scheme.is_some()),
+                ("tolerance", self.tolerance.is_some()),
+                ("delivery_header", self.delivery_header.is_some()),
+            ];
+            for (key, set) in set {
+                if set {
+                    err(
+                        key,
+                        format!("`{key}` applies to signed calls and needs `secret`; add a secret or remove `{key}`"),
+                    );
+                }
+            }
+        }
+        errs
+    }
+}
+
+/// Why a webhook path is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Nothing but `/` and blanks.
+    #[error("path must not be empty")]
+    Empty,
+    /// A character other than `[A-Za-z0-9_-/]`.
+    #[error("path `{path}` contains `{found}`; use letters, digits, `_`, `-` and `/`")]
+    Character {
+        /// The path as written.
+        path: String,
+        /// The first character not allowed.
+        found: char,
+    },
+    /// Two `/` in a row.
+    #[error("path `{path}` has an empty segment (`//`)")]
+    EmptySegment {
+        /// The path as written.
+        path: String,
+    },
+}
+
 /// A path in canonical form: trimmed, without leading or trailing `/`; made of
 /// `[A-Za-z0-9_-]` segments separated by single `/`.
-pub fn normalize_path(path: &str) -> Result<String, String> {
+pub fn normalize_path(path: &str) -> Result<String, PathError> {
     let p = path.trim().trim_matches('/');
     if p.is_empty() {
-        return Err("path must not be empty".into());
+        return Err(PathError::Empty);
     }
-    if let Some(c) = p
+    if let Some(found) = p
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/')))
     {
-        return Err(format!(
-            "path `{path}` contains `{c}`; use letters, digits, `_`, `-` and `/`"
-        ));
+        return Err(PathError::Character {
+            path: path.to_string(),
+            found,
+        });
     }
     if p.contains("//") {
-        return Err(format!("path `{path}` has an empty segment (`//`)"));
+        return Err(PathError::EmptySegment {
+            path: path.to_string(),
+        });
     }
     Ok(p.to_string())
 }
 
 /// The normalised `path` of a webhook sensor instance, if valid.
 fn path_of(sensor: &SensorInstance) -> Option<String> {
-    if sensor.spec.kind != KIND {
-        return None;
-    }
-    normalize_path(sensor.spec.config.get("path")?.as_str()?).ok()
+    normalize_path(&WebhookConfig::of(sensor)?.path).ok()
 }
 
 /// The enabled webhook sensor serving `path` (leading/trailing `/` ignored).
@@ -86,10 +220,7 @@ pub fn find<'a>(content: &'a Content, path: &str) -> Option<&'a Arc<SensorInstan
 
 /// The sensor's `secret`, when it has a non-empty one.
 pub fn secret(sensor: &SensorInstance) -> Option<String> {
-    match sensor.spec.config.get("secret")? {
-        Json::String(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
+    WebhookConfig::of(sensor)?.secret().map(str::to_string)
 }
 
 /// Whether `header` (the `X-Squall-Signature` value, `sha256=<hex>` or `<hex>`) is the
@@ -145,81 +276,23 @@ impl Sensor for WebhookSensor {
     }
 
     fn exclusive_key(&self, config: &Json) -> Option<String> {
-        let path = normalize_path(config.get("path")?.as_str()?).ok()?;
+        let path = normalize_path(&WebhookConfig::decode(config).ok()?.path).ok()?;
         Some(format!("path `{path}`"))
     }
 
+    fn reference(&self) -> Reference {
+        Reference::settings::<WebhookConfig>(
+            "Emits `core.webhook` for each `POST /api/v1/webhooks/<path>`, the request's \
+             headers and body in the payload; with a `secret`, calls without an operator \
+             token must be signed, and each signed call is accepted once (docs/sensors.md).",
+        )
+    }
+
     fn validate(&self, config: &Json) -> Vec<(String, String)> {
-        let mut errs = Vec::new();
-        let err = |f: &str, m: String| (f.to_string(), m);
-        match config.get("path") {
-            None | Some(Json::Null) => {
-                errs.push(err("path", "missing `path` (e.g. alerts)".into()))
-            }
-            Some(Json::String(p)) => {
-                if let Err(e) = normalize_path(p) {
-                    errs.push(err("path", e));
-                }
-            }
-            Some(_) => errs.push(err("path", "path must be a string".into())),
+        match WebhookConfig::decode(config) {
+            Ok(c) => c.problems(),
+            Err(problem) => vec![problem],
         }
-        let has_secret = matches!(config.get("secret"), Some(Json::String(s)) if !s.is_empty());
-        match config.get("secret") {
-            None | Some(Json::Null) => {}
-            Some(Json::String(s)) if !s.is_empty() => {}
-            Some(Json::String(_)) => errs.push(err(
-                "secret",
-                "secret is empty (is its environment variable set?)".into(),
-            )),
-            Some(_) => errs.push(err("secret", "secret must be a string".into())),
-        }
-        let scheme = config.get("scheme");
-        match scheme {
-            None | Some(Json::Null) => {}
-            Some(Json::String(s)) if s == "squall" || s == "github" => {}
-            Some(other) => errs.push(err(
-                "scheme",
-                format!("unknown scheme {other}; use `squall` (timestamped signatures, the default) or `github` (X-Hub-Signature-256 with a delivery id)"),
-            )),
-        }
-        if let Err(e) = signing::checked_tolerance(config) {
-            errs.push(err("tolerance", e));
-        }
-        match config.get("delivery_header") {
-            None | Some(Json::Null) => {}
-            Some(Json::String(h)) if axum::http::HeaderName::from_bytes(h.as_bytes()).is_ok() => {
-                if scheme.and_then(Json::as_str) != Some("github") {
-                    errs.push(err(
-                        "delivery_header",
-                        "delivery_header is used by `scheme: github` only; add it or remove this setting".into(),
-                    ));
-                }
-            }
-            Some(_) => errs.push(err(
-                "delivery_header",
-                "delivery_header must be an HTTP header name such as X-GitHub-Delivery".into(),
-            )),
-        }
-        for key in ["scheme", "tolerance", "delivery_header"] {
-            if !has_secret && config.get(key).is_some_and(|v| !v.is_null()) {
-                errs.push(err(
-                    key,
-                    format!("`{key}` applies to signed calls and needs `secret`; add a secret or remove `{key}`"),
-                ));
-            }
-        }
-        if let Some(map) = config.as_object() {
-            for key in map.keys().filter(|k| !KNOWN_SETTINGS.contains(&k.as_str())) {
-                errs.push(err(
-                    key,
-                    format!(
-                        "unknown setting `{key}`; webhook takes {}",
-                        KNOWN_SETTINGS.map(|k| format!("`{k}`")).join(", ")
-                    ),
-                ));
-            }
-        }
-        errs
     }
 
     async fn run(&self, ctx: SensorContext) -> Result<(), SensorError> {
@@ -337,6 +410,16 @@ mod tests {
         assert_eq!(
             fields(json!({"path": "a", "tolerance": "5m"})),
             ["tolerance"]
+        );
+        let message = |c: Json| WebhookSensor.validate(&c)[0].1.clone();
+        assert_eq!(message(json!({})), "missing `path` (e.g. alerts)");
+        assert!(
+            message(json!({"path": "a", "secret": "x", "scheme": "hub"}))
+                .starts_with("unknown scheme `hub`; use `squall`"),
+        );
+        assert_eq!(
+            message(json!({"path": "a b"})),
+            "path `a b` contains ` `; use letters, digits, `_`, `-` and `/`"
         );
     }
 

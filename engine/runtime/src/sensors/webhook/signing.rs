@@ -15,10 +15,12 @@
 //! What was accepted is remembered by a [`ReplayGuard`](super::ReplayGuard).
 
 use super::replay::Claim;
+use super::WebhookConfig;
 use hmac::{Hmac, Mac};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 use squall_core::content::Sensor as SensorInstance;
-use squall_core::model::Json;
 use std::time::Duration;
 
 /// The header carrying the signing time of the `squall` scheme.
@@ -33,13 +35,28 @@ pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 /// The longest `tolerance` accepted.
 pub const MAX_TOLERANCE: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// The signing scheme of a webhook sensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The signing scheme of a webhook sensor (`scheme:`, lower case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(rename_all = "lowercase")]
 pub enum Scheme {
     /// Timestamped signatures (`X-Squall-Timestamp`, `X-Squall-Signature`).
     Squall,
     /// Body-only signatures (`X-Hub-Signature-256`) deduplicated by delivery id.
     Github,
+}
+
+impl<'de> Deserialize<'de> for Scheme {
+    /// By name, an unknown one refused with what each scheme is.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "squall" => Ok(Scheme::Squall),
+            "github" => Ok(Scheme::Github),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown scheme `{other}`; use `squall` (timestamped signatures, the default) \
+                 or `github` (X-Hub-Signature-256 with a delivery id)"
+            ))),
+        }
+    }
 }
 
 /// Why a signed call was refused.
@@ -69,29 +86,23 @@ pub struct Signing {
 }
 
 impl Signing {
-    /// The signing settings of `sensor`, when it has a non-empty `secret`. The config was
-    /// validated when the content was loaded; anything unreadable falls back to a default.
+    /// The signing settings of `sensor`, when it has a non-empty `secret`. A config
+    /// that does not decode (content is validated when it loads) has none, so calls to
+    /// it need an operator token.
     pub fn of(sensor: &SensorInstance) -> Option<Signing> {
-        let config = &sensor.spec.config;
-        let secret = match config.get("secret")? {
-            Json::String(s) if !s.is_empty() => s.clone(),
-            _ => return None,
-        };
-        let scheme = match config.get("scheme").and_then(Json::as_str) {
-            Some("github") => Scheme::Github,
-            _ => Scheme::Squall,
-        };
-        let tolerance = tolerance(config).unwrap_or(DEFAULT_TOLERANCE);
-        let delivery_header = config
-            .get("delivery_header")
-            .and_then(Json::as_str)
-            .unwrap_or(DEFAULT_DELIVERY_HEADER)
-            .to_string();
+        Signing::from_config(&WebhookConfig::of(sensor)?)
+    }
+
+    /// The signing settings of a webhook config with a non-empty `secret`.
+    pub fn from_config(config: &WebhookConfig) -> Option<Signing> {
         Some(Signing {
-            secret,
-            scheme,
-            tolerance,
-            delivery_header,
+            secret: config.secret()?.to_string(),
+            scheme: config.scheme.unwrap_or(Scheme::Squall),
+            tolerance: config.tolerance(),
+            delivery_header: config
+                .delivery_header
+                .clone()
+                .unwrap_or_else(|| DEFAULT_DELIVERY_HEADER.to_string()),
         })
     }
 
@@ -168,37 +179,6 @@ impl Signing {
                 })
             }
         }
-    }
-}
-
-/// The `tolerance` of a webhook config, when set and valid.
-pub fn tolerance(config: &Json) -> Option<Duration> {
-    checked_tolerance(config).ok().flatten()
-}
-
-/// `tolerance` checked: `Ok(None)` when unset, else a duration between 1 s and 7 days, or
-/// an error saying what is wrong.
-pub fn checked_tolerance(config: &Json) -> Result<Option<Duration>, String> {
-    match config.get("tolerance") {
-        None | Some(Json::Null) => Ok(None),
-        Some(Json::String(s)) => {
-            let d = squall_core::duration::parse(s)?;
-            if d < Duration::from_secs(1) || d > MAX_TOLERANCE {
-                return Err(format!(
-                    "tolerance `{s}` is out of range; use between 1s and 7d (default 5m)"
-                ));
-            }
-            Ok(Some(d))
-        }
-        Some(Json::Number(n)) => match n.as_u64() {
-            Some(secs) if (1..=MAX_TOLERANCE.as_secs()).contains(&secs) => {
-                Ok(Some(Duration::from_secs(secs)))
-            }
-            _ => Err(format!(
-                "tolerance {n} is out of range; use between 1 and 604800 seconds, or e.g. 5m"
-            )),
-        },
-        Some(_) => Err("tolerance must be a duration such as 5m".into()),
     }
 }
 
@@ -395,21 +375,49 @@ mod tests {
     }
 
     #[test]
+    fn settings_come_from_the_config() {
+        use serde_json::json;
+        let of = |config: serde_json::Value| {
+            let c = WebhookConfig::decode(&config).expect("decodes");
+            assert!(c.problems().is_empty(), "{:?}", c.problems());
+            Signing::from_config(&c)
+        };
+        assert!(of(json!({"path": "a"})).is_none());
+        let s = of(json!({"path": "a", "secret": "k"})).expect("signed");
+        assert_eq!(
+            (s.scheme, s.tolerance, s.delivery_header.as_str()),
+            (Scheme::Squall, DEFAULT_TOLERANCE, DEFAULT_DELIVERY_HEADER)
+        );
+        let s = of(json!({"path": "a", "secret": "k", "scheme": "github",
+            "tolerance": "10m", "delivery_header": "X-Id"}))
+        .expect("signed");
+        assert_eq!(
+            (s.scheme, s.tolerance, s.delivery_header.as_str()),
+            (Scheme::Github, Duration::from_secs(600), "X-Id")
+        );
+        let s = of(json!({"path": "a", "secret": "k", "tolerance": 90})).expect("signed");
+        assert_eq!(s.tolerance, Duration::from_secs(90));
+    }
+
+    #[test]
     fn tolerance_settings() {
         use serde_json::json;
-        assert_eq!(checked_tolerance(&json!({})), Ok(None));
-        assert_eq!(
-            checked_tolerance(&json!({"tolerance": "10m"})),
-            Ok(Some(Duration::from_secs(600)))
-        );
-        assert_eq!(
-            checked_tolerance(&json!({"tolerance": 90})),
-            Ok(Some(Duration::from_secs(90)))
-        );
-        assert!(checked_tolerance(&json!({"tolerance": "8d"}))
-            .unwrap_err()
-            .contains("7d"));
-        assert!(checked_tolerance(&json!({"tolerance": 0})).is_err());
-        assert!(checked_tolerance(&json!({"tolerance": true})).is_err());
+        let problems = |tolerance: serde_json::Value| match WebhookConfig::decode(
+            &json!({"path": "a", "secret": "k", "tolerance": tolerance}),
+        ) {
+            Ok(c) => c.problems(),
+            Err(e) => vec![e],
+        };
+        assert!(problems(json!("10m")).is_empty());
+        assert!(problems(json!(90)).is_empty());
+        for bad in [json!("8d"), json!(0), json!("0s")] {
+            let p = problems(bad.clone());
+            assert_eq!(p.len(), 1, "{bad}: {p:?}");
+            assert_eq!(p[0].0, "tolerance");
+            assert!(p[0].1.contains("7d"), "{bad}: {p:?}");
+        }
+        let p = problems(json!(true));
+        assert_eq!(p[0].0, "tolerance", "{p:?}");
+        assert!(p[0].1.contains("a duration such as `5m`"), "{p:?}");
     }
 }
