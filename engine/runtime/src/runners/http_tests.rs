@@ -1,134 +1,23 @@
-//! Tests of the `http` runner.
+//! Tests of the `http` runner, against the fake server of `squall-testkit`.
 use super::*;
 use squall_core::model::{ActionMeta, Status};
-use squall_core::runner::OutputSink;
+use squall_testkit::{closed_address, context_for, Fake, Reply, Seen};
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
-/// A request as the test server saw it.
-#[derive(Debug)]
-struct Seen {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-async fn read_request(sock: &mut TcpStream) -> Option<Seen> {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let n = sock.read(&mut tmp).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let target = first.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < len {
-        let n = sock.read(&mut tmp).await.ok()?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&tmp[..n]);
-    }
-    Some(Seen {
-        method,
-        target,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
-}
-
-fn response(status: &str, content_type: &str, extra: &str, body: &str) -> String {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-/// A one-request-per-connection HTTP/1.1 server on a random loopback port; `respond`
-/// gives the raw response (None: never answer). Returns its base URL and the requests.
-async fn server(respond: fn(&Seen) -> Option<String>) -> (String, mpsc::UnboundedReceiver<Seen>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let Some(seen) = read_request(&mut sock).await else {
-                    return;
-                };
-                let reply = respond(&seen);
-                let _ = tx.send(seen);
-                match reply {
-                    Some(r) => {
-                        let _ = sock.write_all(r.as_bytes()).await;
-                        let _ = sock.shutdown().await;
-                    }
-                    None => tokio::time::sleep(Duration::from_secs(600)).await,
-                }
-            });
-        }
-    });
-    (format!("http://{addr}"), rx)
-}
 
 fn action(http: Json) -> Arc<Action> {
-    let meta: ActionMeta =
-        serde_json::from_value(json!({"name": "t", "runner": "http", "http": http}))
-            .expect("valid meta");
-    Arc::new(Action {
-        reference: "test.t".into(),
-        pack: "test".into(),
-        meta,
-        file: PathBuf::from("/nonexistent/t.yaml"),
-        dir: PathBuf::from("/nonexistent"),
-        workflow: None,
-    })
+    squall_testkit::action(json!({"runner": "http", "http": http}))
 }
 
 fn context(action: Arc<Action>, params: Json) -> RunContext {
-    RunContext {
-        execution_id: "01TESTEXEC".into(),
-        action,
-        parameters: params,
-        pack_config: json!({"region": "eu-west-1"}),
-        cancel: CancellationToken::new(),
-        output: OutputSink::discard(),
-        content: Default::default(),
-    }
+    context_for(action, params, json!({"region": "eu-west-1"}))
+}
+
+/// The one request `fake` received.
+fn the_request(fake: &Fake) -> Seen {
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    seen.into_iter().next().expect("a request")
 }
 
 async fn run(http: Json, params: Json) -> ActionOutcome {
@@ -140,29 +29,24 @@ async fn run(http: Json, params: Json) -> ActionOutcome {
 
 #[tokio::test]
 async fn get_parses_json_and_returns_headers() {
-    let (base, mut seen) = server(|_| {
-        Some(response(
-            "200 OK",
-            "application/json",
-            "X-Thing: a\r\n",
-            r#"{"ok": true, "n": 1}"#,
-        ))
-    })
-    .await;
+    let fake =
+        Fake::start(|_: &Seen| Reply::new(200, r#"{"ok": true, "n": 1}"#).header("x-thing", "a"))
+            .await;
+    let base = fake.url.clone();
     let o = run(json!({"url": format!("{base}/status")}), json!({})).await;
     assert_eq!(o.status, Status::Succeeded, "{o:?}");
     assert_eq!(o.result["status"], 200);
     assert_eq!(o.result["body"], json!({"ok": true, "n": 1}));
     assert_eq!(o.result["headers"]["x-thing"], "a");
-    let req = seen.recv().await.expect("a request");
+    let req = the_request(&fake);
     assert_eq!(req.method, "GET");
     assert_eq!(req.target, "/status");
 }
 
 #[tokio::test]
 async fn url_headers_and_json_are_templates() {
-    let (base, mut seen) =
-        server(|_| Some(response("201 Created", "text/plain", "", "made it"))).await;
+    let fake = Fake::start(|_: &Seen| (201, "made it")).await;
+    let base = fake.url.clone();
     let http = json!({
         "method": "post",
         "url": "{{ base }}/items/{{ id }}?region={{ config.region }}&q={{ params.q }}",
@@ -174,7 +58,7 @@ async fn url_headers_and_json_are_templates() {
     assert_eq!(o.status, Status::Succeeded, "{o:?}");
     assert_eq!(o.result["status"], 201);
     assert_eq!(o.result["body"], "made it");
-    let req = seen.recv().await.expect("a request");
+    let req = the_request(&fake);
     assert_eq!(req.method, "POST");
     assert_eq!(req.target, "/items/7?region=eu-west-1&q=x");
     assert_eq!(req.header("authorization"), Some("Bearer abc"));
@@ -189,7 +73,8 @@ async fn url_headers_and_json_are_templates() {
 
 #[tokio::test]
 async fn a_declared_parameter_not_given_is_null_and_a_null_json_sends_no_body() {
-    let (base, mut seen) = server(|_| Some(response("200 OK", "text/plain", "", "ok"))).await;
+    let fake = Fake::start(|_: &Seen| (200, "ok")).await;
+    let base = fake.url.clone();
     let meta: ActionMeta = serde_json::from_value(json!({
         "name": "t",
         "runner": "http",
@@ -208,7 +93,7 @@ async fn a_declared_parameter_not_given_is_null_and_a_null_json_sends_no_body() 
     let ctx = context(action, json!({"url": format!("{base}/p")}));
     let o = HttpRunner::new().run(ctx).await;
     assert_eq!(o.status, Status::Succeeded, "{o:?}");
-    let req = seen.recv().await.expect("a request");
+    let req = the_request(&fake);
     assert_eq!(req.body, "");
     assert!(
         !req.headers
@@ -220,19 +105,21 @@ async fn a_declared_parameter_not_given_is_null_and_a_null_json_sends_no_body() 
 
 #[tokio::test]
 async fn text_body_is_a_template() {
-    let (base, mut seen) = server(|_| Some(response("200 OK", "text/plain", "", ""))).await;
+    let fake = Fake::start(|_: &Seen| (200, "")).await;
+    let base = fake.url.clone();
     let http = json!({"method": "PUT", "url": format!("{base}/raw"), "body": "hello {{ name }}"});
     let o = run(http, json!({"name": "world"})).await;
     assert_eq!(o.status, Status::Succeeded, "{o:?}");
     assert_eq!(o.result["body"], "");
-    let req = seen.recv().await.expect("a request");
+    let req = the_request(&fake);
     assert_eq!(req.method, "PUT");
     assert_eq!(req.body, "hello world");
 }
 
 #[tokio::test]
 async fn status_outside_expect_status_fails_with_the_response() {
-    let (base, _seen) = server(|_| Some(response("404 Not Found", "text/plain", "", "nope"))).await;
+    let fake = Fake::start(|_: &Seen| (404, "nope")).await;
+    let base = fake.url.clone();
     let url = format!("{base}/missing");
     let o = run(json!({"url": url}), json!({})).await;
     assert_eq!(o.status, Status::Failed);
@@ -245,7 +132,8 @@ async fn status_outside_expect_status_fails_with_the_response() {
 
     let o = run(json!({"url": url, "expect_status": [404]}), json!({})).await;
     assert_eq!(o.status, Status::Succeeded, "{o:?}");
-    let (base, _seen) = server(|_| Some(response("200 OK", "text/plain", "", "x"))).await;
+    let fake = Fake::start(|_: &Seen| (200, "x")).await;
+    let base = fake.url.clone();
     let o = run(
         json!({"url": format!("{base}/"), "expect_status": [204]}),
         json!({}),
@@ -260,10 +148,9 @@ async fn status_outside_expect_status_fails_with_the_response() {
 
 #[tokio::test]
 async fn connection_refused_fails_clearly() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    drop(listener);
-    let o = run(json!({"url": format!("http://{addr}/")}), json!({})).await;
+    let base = closed_address().await;
+    let addr = base.trim_start_matches("http://").to_string();
+    let o = run(json!({"url": format!("{base}/")}), json!({})).await;
     assert_eq!(o.status, Status::Failed);
     let err = o.error.unwrap_or_default();
     assert!(err.contains("could not connect"), "{err}");
@@ -272,7 +159,8 @@ async fn connection_refused_fails_clearly() {
 
 #[tokio::test]
 async fn timeout_and_cancel_stop_a_hanging_request() {
-    let (base, _seen) = server(|_| None).await;
+    let fake = Fake::start(|_: &Seen| Reply::hang()).await;
+    let base = fake.url.clone();
     let o = run(
         json!({"url": format!("{base}/slow"), "timeout": 0.3}),
         json!({}),
