@@ -4,8 +4,8 @@
 use crate::api::auth::Tokens;
 use serde_json::{json, Value as Json};
 use squall_core::audit::Audit;
-use squall_core::bus::{Bus, BusError};
 use squall_core::bus::Emitter;
+use squall_core::bus::{Bus, BusError};
 use squall_core::content::{self, Content, Diagnostics};
 use squall_core::locks::RwLockExt;
 use squall_core::metrics::{Gauges, Metrics};

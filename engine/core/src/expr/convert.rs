@@ -162,13 +162,19 @@ mod tests {
         for _ in 0..(MAX_DEPTH + 5) {
             d = Dynamic::from_array(vec![d]);
         }
-        assert!(to_json(&d).unwrap_err().to_string().contains("nested deeper"));
+        assert!(to_json(&d)
+            .unwrap_err()
+            .to_string()
+            .contains("nested deeper"));
     }
 
     #[test]
     fn non_json_types_are_errors() {
         let f = Dynamic::from(rhai::FnPtr::new("x").unwrap());
-        assert!(to_json(&f).unwrap_err().to_string().contains("cannot be converted"));
+        assert!(to_json(&f)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot be converted"));
         assert_eq!(
             to_json(&Dynamic::from_float(f64::NAN)).unwrap(),
             Value::Null

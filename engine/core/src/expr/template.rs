@@ -322,7 +322,10 @@ mod tests {
             split(r#"{{ "}}" + "\"}}" }}"#).unwrap(),
             vec![Piece::Expr(r#" "}}" + "\"}}" "#)]
         );
-        assert!(split("x {{ name ").unwrap_err().message.contains("unclosed"));
+        assert!(split("x {{ name ")
+            .unwrap_err()
+            .message
+            .contains("unclosed"));
         assert!(split("{{ }}").unwrap_err().message.contains("empty"));
     }
 

@@ -245,8 +245,7 @@ fn number_pattern(op: &str, pattern: &Value) -> Result<f64, CriteriaError> {
 }
 
 fn number_value(op: &str, value: &Value) -> Result<f64, CriteriaError> {
-    as_number(value)
-        .ok_or_else(|| wrong(op, format!("compares numbers, but the value is {value}")))
+    as_number(value).ok_or_else(|| wrong(op, format!("compares numbers, but the value is {value}")))
 }
 
 fn regex_for(op: &str, pattern: &Value) -> Result<regex::Regex, CriteriaError> {

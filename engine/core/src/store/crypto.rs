@@ -39,7 +39,9 @@ pub enum KeyError {
     #[error("encrypted record is truncated")]
     Truncated,
     /// The record was sealed with another key (or is damaged).
-    #[error("cannot decrypt a stored secret: the key file does not match the one it was written with")]
+    #[error(
+        "cannot decrypt a stored secret: the key file does not match the one it was written with"
+    )]
     Mismatch,
 }
 

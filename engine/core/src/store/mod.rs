@@ -727,10 +727,7 @@ impl StoreError {
     }
 }
 
-fn corrupt(
-    key: &str,
-    source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-) -> StoreError {
+fn corrupt(key: &str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
     StoreError::corrupt(key, source)
 }
 

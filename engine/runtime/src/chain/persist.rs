@@ -27,15 +27,15 @@ impl Chain {
         // it: taking it as absent would run its units again.
         let pass = c.pass;
         c.items = match items {
-            Some(v) => Some(serde_json::from_value(v).map_err(|e| {
-                StoreError::corrupt(format!("w:{id}/i:{pass:016x}"), e)
-            })?),
+            Some(v) => Some(
+                serde_json::from_value(v)
+                    .map_err(|e| StoreError::corrupt(format!("w:{id}/i:{pass:016x}"), e))?,
+            ),
             None => None,
         };
         for (unit, v) in units {
-            let o = serde_json::from_value::<UnitOutcome>(v).map_err(|e| {
-                StoreError::corrupt(format!("w:{id}/u:{pass:016x}/{unit:016x}"), e)
-            })?;
+            let o = serde_json::from_value::<UnitOutcome>(v)
+                .map_err(|e| StoreError::corrupt(format!("w:{id}/u:{pass:016x}/{unit:016x}"), e))?;
             c.done.insert(unit, o);
         }
         Ok(())

@@ -166,9 +166,6 @@ mod tests {
             "- {name: x, token: long-enough-token-000, role: root}\n",
         )
         .unwrap();
-        assert!(Tokens::load(&f)
-            .unwrap_err()
-            .to_string()
-            .contains("role"));
+        assert!(Tokens::load(&f).unwrap_err().to_string().contains("role"));
     }
 }

@@ -86,11 +86,7 @@ impl Tail {
         ids.extend(e.children.iter().map(|c| c.id.clone()));
         for exec in ids {
             let from = *self.next.get(&exec).unwrap_or(&0);
-            let chunks = self
-                .state
-                .engine
-                .store()
-                .output(&exec, from)?;
+            let chunks = self.state.engine.store().output(&exec, from)?;
             for (seq, c) in chunks {
                 self.next.insert(exec.clone(), seq + 1);
                 let data =

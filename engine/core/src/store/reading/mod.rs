@@ -268,5 +268,4 @@ impl<T> IntoIterator for Listing<T> {
 }
 
 #[cfg(test)]
-#[path = "reading_tests.rs"]
 mod tests;
