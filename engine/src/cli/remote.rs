@@ -192,6 +192,7 @@ async fn follow(
         for ev in parser.feed(&bytes) {
             let data: Json = serde_json::from_str(&ev.data).map_err(|e| RemoteError {
                 status: None,
+                source: None,
                 message: format!(
                     "the output stream of {id} sent a `{}` event that is not JSON ({e}): {}",
                     ev.event,
@@ -204,6 +205,7 @@ async fn follow(
                 "error" => {
                     return Err(RemoteError {
                         status: None,
+                        source: None,
                         message: format!(
                             "the output stream of {id} failed: {}",
                             output::cell(&data["error"])
@@ -216,6 +218,7 @@ async fn follow(
     }
     Err(RemoteError {
         status: None,
+        source: None,
         message: format!("the output stream of {id} ended before the execution did"),
     })
 }

@@ -12,18 +12,16 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a request to the server did not give the document asked for.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct RemoteError {
     /// The HTTP status, when the server answered.
     pub status: Option<StatusCode>,
-    /// What to tell the user.
+    /// What to tell the user (with the transport error's causes, when there is one).
     pub message: String,
-}
-
-impl From<RemoteError> for Failure {
-    fn from(e: RemoteError) -> Self {
-        Failure::Failed(e.message)
-    }
+    /// The transport error, when the request did not get an answer.
+    #[source]
+    pub source: Option<reqwest::Error>,
 }
 
 /// A client of one Squall server.
@@ -155,6 +153,7 @@ impl Client {
         RemoteError {
             status: None,
             message: format!("{what} {}: {}", self.base, squall_core::error_chain(&e)),
+            source: Some(e),
         }
     }
 
@@ -206,11 +205,13 @@ impl Client {
         if !status.is_success() {
             return Err(RemoteError {
                 status: Some(status),
+                source: None,
                 message: http_error(status, &text, self.token.is_some()),
             });
         }
         serde_json::from_str(&text).map_err(|e| RemoteError {
             status: Some(status),
+            source: None,
             message: format!(
                 "the server at {} answered {status} with a body that is not JSON ({e}): {}",
                 self.base,
@@ -242,6 +243,7 @@ impl Client {
             let text = resp.text().await.unwrap_or_default();
             return Err(RemoteError {
                 status: Some(status),
+                source: None,
                 message: http_error(status, &text, self.token.is_some()),
             });
         }
