@@ -37,7 +37,7 @@ pub enum BusError {
     Store(#[from] crate::store::StoreError),
     /// The task accepting the trigger failed (a bug: it panicked).
     #[error("accepting the trigger failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
 }
 
 impl BusError {

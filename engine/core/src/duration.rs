@@ -6,11 +6,28 @@ use std::time::Duration;
 /// The longest `every` a timer accepts.
 pub const MAX: Duration = Duration::from_secs(366 * 24 * 3600);
 
+/// Text that is not a duration in the syntax above.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not a duration; use e.g. 30s, 5m, 1h or 1h30m")]
+pub struct DurationError {
+    /// The text as written (trimmed).
+    pub text: String,
+}
+
+/// For callers that report errors as text (sensor and runner configuration checks).
+impl From<DurationError> for String {
+    fn from(e: DurationError) -> String {
+        e.to_string()
+    }
+}
+
 /// Parse a duration: `30s`, `5m`, `1h30m`, `1d`, `1500ms`. At least one part; every part
 /// a non-negative integer followed by a unit.
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let s = text.trim();
-    let usage = || format!("`{s}` is not a duration; use e.g. 30s, 5m, 1h or 1h30m");
+    let usage = || DurationError {
+        text: s.to_string(),
+    };
     if s.is_empty() {
         return Err(usage());
     }
@@ -48,7 +65,7 @@ pub fn every(config: &Json) -> Result<Duration, (String, String)> {
     let err = |m: String| ("every".to_string(), m);
     let d = match config.get("every") {
         None | Some(Json::Null) => return Err(err("missing `every` (e.g. 30s, 5m, 1h)".into())),
-        Some(Json::String(s)) => parse(s).map_err(err)?,
+        Some(Json::String(s)) => parse(s).map_err(|e| err(e.to_string()))?,
         Some(Json::Number(n)) => match n.as_f64() {
             Some(secs) if secs.is_finite() && secs >= 0.0 && secs <= MAX.as_secs_f64() => {
                 Duration::from_secs_f64(secs)

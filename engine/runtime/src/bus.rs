@@ -128,7 +128,7 @@ impl Bus for LocalBus {
             Ok(t)
         })
         .await
-        .map_err(|e| BusError::Task(e.to_string()))?
+        .map_err(BusError::Task)?
     }
 
     async fn requeue_pending(&self) -> Result<usize, BusError> {
@@ -266,9 +266,9 @@ pub async fn evaluate(
             }
             Ok(true) => match rule.render_parameters(&mut ctx) {
                 Ok(parameters) => ask(engine, rule, &t.id, parameters).await?,
-                Err(e) => Asked::Refused(e),
+                Err(e) => Asked::Refused(e.to_string()),
             },
-            Err(e) => Asked::Refused(e),
+            Err(e) => Asked::Refused(e.to_string()),
         };
         let (execution, waiting) = match asked {
             Asked::Recorded(id) => (Ok(id), None),

@@ -4,14 +4,14 @@
 use crate::api::auth::Tokens;
 use serde_json::{json, Value as Json};
 use squall_core::audit::Audit;
-use squall_core::bus::Bus;
 use squall_core::bus::Emitter;
+use squall_core::bus::{Bus, BusError};
 use squall_core::content::{self, Content, Diagnostics};
 use squall_core::locks::RwLockExt;
 use squall_core::metrics::{Gauges, Metrics};
 use squall_core::Components;
 use squall_runtime::bus::LocalBus;
-use squall_runtime::executions::Engine;
+use squall_runtime::executions::{Engine, EngineError};
 use squall_runtime::sensors::SensorManager;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -53,6 +53,17 @@ pub struct Service {
     reload_lock: tokio::sync::Mutex<()>,
 }
 
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Recovering what an earlier process left failed.
+    #[error("recovery failed: {0}")]
+    Recovery(#[source] EngineError),
+    /// Triggers accepted before the previous run stopped could not be queued again.
+    #[error(transparent)]
+    Requeue(#[from] BusError),
+}
+
 impl Service {
     /// Assemble the service over a loaded engine: start the bus, recover what an earlier
     /// process left, start the sensors.
@@ -61,7 +72,7 @@ impl Service {
         components: Components,
         tokens: Tokens,
         audit_stdout: bool,
-    ) -> Result<Arc<Service>, String> {
+    ) -> Result<Arc<Service>, StartError> {
         let content = engine.content();
         let metrics = Arc::new(Metrics::default());
         let bus: Arc<dyn Bus> = LocalBus::start(
@@ -82,10 +93,7 @@ impl Service {
                 squall_core::audit::echo(&f.entry);
             }
         }));
-        let recovery = engine
-            .recover()
-            .await
-            .map_err(|e| format!("recovery failed: {e}"))?;
+        let recovery = engine.recover().await.map_err(StartError::Recovery)?;
         if !(recovery.resumed.is_empty()
             && recovery.rerun.is_empty()
             && recovery.abandoned.is_empty()
@@ -97,7 +105,7 @@ impl Service {
                 requeued = ?recovery.requeued, processes_ended = ?recovery.processes_ended,
                 unreadable = ?recovery.unreadable, "recovered executions left by the previous run");
         }
-        let pending = bus.requeue_pending().await.map_err(|e| e.to_string())?;
+        let pending = bus.requeue_pending().await?;
         if pending > 0 {
             tracing::warn!(
                 count = pending,

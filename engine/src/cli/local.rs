@@ -151,7 +151,9 @@ async fn run(cli: &Cli, args: &RunArgs) -> CmdResult {
         return Err(needs_server("run --async"));
     }
     let content = load(cli)?;
-    let action = content.action(&args.action).map_err(Failure::Usage)?;
+    let action = content
+        .action(&args.action)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     let mut params = match &args.json {
         Some(j) => match serde_json::from_str::<Json>(j) {
             Ok(Json::Object(m)) => m,
@@ -213,7 +215,7 @@ fn action(cli: &Cli, cmd: &ActionCmd) -> CmdResult {
             output::actions(cli.output, &Json::Array(list));
         }
         ActionCmd::Get { reference } => {
-            let a = content.action(reference).map_err(Failure::Failed)?;
+            let a = content.action(reference)?;
             output::action(cli.output, &squall_server::views::action_doc(&content, &a));
         }
     }
@@ -328,12 +330,14 @@ fn rule(cli: &Cli, cmd: &RuleCmd) -> CmdResult {
             Ok(0)
         }
         RuleCmd::Get { reference } => {
-            let r = content.rule(reference).map_err(Failure::Failed)?;
+            let r = content.rule(reference)?;
             output::rule(cli.output, &squall_server::views::rule_doc(&content, &r));
             Ok(0)
         }
         RuleCmd::Test { reference, trigger } => {
-            let r = content.rule(reference).map_err(Failure::Usage)?;
+            let r = content
+                .rule(reference)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
             let payload = read_payload(trigger)?;
             let report = squall_server::views::rule_test(&content, &r, &payload);
             let ok = output::rule_test(cli.output, &r.reference, &r.spec.action.action, &report);

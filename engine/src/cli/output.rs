@@ -165,25 +165,40 @@ fn rows(list: &Json, keys: &[&str]) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
+/// A document from the server that does not decode as what this CLI expects.
+#[derive(Debug, thiserror::Error)]
+#[error("the server sent {what} this CLI cannot read: {source}")]
+pub struct Unreadable {
+    /// What was expected.
+    pub what: &'static str,
+    #[source]
+    pub source: serde_json::Error,
+}
+
 /// An execution record given as JSON (the API's document): printed as is in `json`/`yaml`,
 /// as the usual table otherwise.
-pub fn execution_json(format: Format, doc: &Json) -> Result<(), String> {
+pub fn execution_json(format: Format, doc: &Json) -> Result<(), Unreadable> {
     if structured(format, doc).is_some() {
         return Ok(());
     }
-    let e: Execution = serde_json::from_value(doc.clone())
-        .map_err(|e| format!("the server sent an execution record this CLI cannot read: {e}"))?;
+    let e: Execution = serde_json::from_value(doc.clone()).map_err(|source| Unreadable {
+        what: "an execution record",
+        source,
+    })?;
     execution(format, &e);
     Ok(())
 }
 
 /// A list of execution records given as JSON, like [`execution_json`].
-pub fn executions_json(format: Format, doc: &Json) -> Result<(), String> {
+pub fn executions_json(format: Format, doc: &Json) -> Result<(), Unreadable> {
     if structured(format, doc).is_some() {
         return Ok(());
     }
-    let list: Vec<Execution> = serde_json::from_value(doc.clone())
-        .map_err(|e| format!("the server sent execution records this CLI cannot read: {e}"))?;
+    let list: Vec<Execution> =
+        serde_json::from_value(doc.clone()).map_err(|source| Unreadable {
+            what: "execution records",
+            source,
+        })?;
     executions(format, &list);
     Ok(())
 }

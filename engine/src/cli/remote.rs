@@ -113,16 +113,21 @@ async fn run(f: Format, c: &Client, args: &RunArgs) -> CmdResult {
             .into_iter()
             .flatten()
             .map(|(name, spec)| {
-                let kind = serde_json::from_value(spec["type"].clone()).ok();
-                (
+                let kind = serde_json::from_value(spec["type"].clone()).map_err(|e| {
+                    Failure::Failed(format!(
+                        "the server describes parameter `{name}` of {} with a type this CLI cannot read ({e}); use a squall CLI of the server's version",
+                        args.action
+                    ))
+                })?;
+                Ok((
                     name.clone(),
                     ParamSpec {
                         kind,
                         ..Default::default()
                     },
-                )
+                ))
             })
-            .collect();
+            .collect::<Result<_, Failure>>()?;
         let kv = squall_core::params::from_kv(&schema, &args.params)
             .map_err(|e| Failure::Usage(format!("{}: {e}", args.action)))?;
         params.extend(kv);
@@ -185,13 +190,22 @@ async fn follow(
     let mut parser = SseParser::default();
     while let Some(bytes) = c.chunk(&mut resp).await? {
         for ev in parser.feed(&bytes) {
-            let data: Json = serde_json::from_str(&ev.data).unwrap_or(Json::String(ev.data));
+            let data: Json = serde_json::from_str(&ev.data).map_err(|e| RemoteError {
+                status: None,
+                source: None,
+                message: format!(
+                    "the output stream of {id} sent a `{}` event that is not JSON ({e}): {}",
+                    ev.event,
+                    ev.data.chars().take(200).collect::<String>()
+                ),
+            })?;
             match ev.event.as_str() {
                 "output" => on_output(&data),
                 "end" => return Ok(data),
                 "error" => {
                     return Err(RemoteError {
                         status: None,
+                        source: None,
                         message: format!(
                             "the output stream of {id} failed: {}",
                             output::cell(&data["error"])
@@ -204,6 +218,7 @@ async fn follow(
     }
     Err(RemoteError {
         status: None,
+        source: None,
         message: format!("the output stream of {id} ended before the execution did"),
     })
 }

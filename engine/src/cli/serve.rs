@@ -31,8 +31,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode, Failure> {
     let content = load(cli)?;
     let settings = content.settings.clone();
     let tokens = match settings.auth.as_ref().and_then(|a| a.tokens_file.as_ref()) {
-        Some(f) => Tokens::load(&content.root.join(squall_core::content::expand_home(f)))
-            .map_err(Failure::Failed)?,
+        Some(f) => Tokens::load(&content.root.join(squall_core::content::expand_home(f)))?,
         None => Tokens::default(),
     };
     let wanted = args
@@ -63,9 +62,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode, Failure> {
             .unwrap_or(squall_runtime::executions::DEFAULT_WORKERS),
     );
     let data_dir = engine.store().dir().to_path_buf();
-    let service = Service::start(engine, squall_server::components(), tokens, true)
-        .await
-        .map_err(Failure::Failed)?;
+    let service = Service::start(engine, squall_server::components(), tokens, true).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Failure::Failed(format!("cannot listen on {addr}: {e}")))?;

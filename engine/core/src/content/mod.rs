@@ -109,19 +109,19 @@ pub struct Content {
 
 impl Content {
     /// The action `reference`, or an error that suggests close names.
-    pub fn action(&self, reference: &str) -> Result<Arc<Action>, String> {
+    pub fn action(&self, reference: &str) -> Result<Arc<Action>, UnknownName> {
         self.actions
             .get(reference)
             .cloned()
-            .ok_or_else(|| unknown("action", reference, self.actions.keys()))
+            .ok_or_else(|| UnknownName::new("action", reference, self.actions.keys()))
     }
 
     /// The rule `reference`, or an error that suggests close names.
-    pub fn rule(&self, reference: &str) -> Result<Arc<Rule>, String> {
+    pub fn rule(&self, reference: &str) -> Result<Arc<Rule>, UnknownName> {
         self.rules
             .get(reference)
             .cloned()
-            .ok_or_else(|| unknown("rule", reference, self.rules.keys()))
+            .ok_or_else(|| UnknownName::new("rule", reference, self.rules.keys()))
     }
 
     /// Trigger types something listens to or emits: every rule's trigger and every
@@ -164,36 +164,52 @@ impl Content {
 
 /// "unknown action `x`; did you mean `y`?"
 pub fn unknown<'a>(kind: &str, name: &str, known: impl Iterator<Item = &'a String>) -> String {
-    let close: Vec<&String> = known.filter(|k| similar(k, name)).take(3).collect();
-    if close.is_empty() {
-        format!("unknown {kind} `{name}`")
-    } else {
-        let list: Vec<String> = close.iter().map(|c| format!("`{c}`")).collect();
-        format!(
-            "unknown {kind} `{name}`; did you mean {}?",
-            list.join(" or ")
-        )
+    UnknownName::new(kind, name, known).to_string()
+}
+
+/// A name that nothing loaded has, with up to three close names that something has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownName {
+    /// What was looked up: `action`, `rule`, `pack`.
+    pub kind: String,
+    /// The name as asked for.
+    pub name: String,
+    /// Close names (at most three).
+    pub close: Vec<String>,
+}
+
+impl UnknownName {
+    /// `name` not among `known`; close names are kept as suggestions.
+    pub fn new<'a>(kind: &str, name: &str, known: impl Iterator<Item = &'a String>) -> Self {
+        UnknownName {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            close: known
+                .filter(|k| similar(k, name))
+                .take(3)
+                .cloned()
+                .collect(),
+        }
     }
 }
+
+impl std::fmt::Display for UnknownName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown {} `{}`", self.kind, self.name)?;
+        if !self.close.is_empty() {
+            let list: Vec<String> = self.close.iter().map(|c| format!("`{c}`")).collect();
+            write!(f, "; did you mean {}?", list.join(" or "))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for UnknownName {}
 
 fn similar(a: &str, b: &str) -> bool {
     let (an, bn) = (
         a.rsplit('.').next().unwrap_or(a),
         b.rsplit('.').next().unwrap_or(b),
     );
-    an == bn || a.contains(b) || b.contains(a) || edit_distance(a, b) <= 2
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    an == bn || a.contains(b) || b.contains(a) || strsim::levenshtein(a, b) <= 2
 }

@@ -77,6 +77,8 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
+impl std::error::Error for Diagnostic {}
+
 /// A parsed YAML file: its JSON value (references resolved) and node positions.
 #[derive(Debug, Clone)]
 pub struct SourceFile {

@@ -33,14 +33,31 @@ pub(crate) fn to_dynamic(value: &Value) -> Dynamic {
     }
 }
 
-/// Convert a rhai value to JSON; Err = plain message naming the type that has no JSON form.
-pub(crate) fn to_json(value: &Dynamic) -> Result<Value, String> {
+/// Why a rhai value has no JSON form.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum ToJsonError {
+    /// Nested deeper than [`MAX_DEPTH`].
+    #[error("value nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    /// A function pointer, timestamp or custom type.
+    #[error("a value of type `{0}` cannot be converted to JSON")]
+    Unsupported(String),
+}
+
+impl From<ToJsonError> for super::ExprError {
+    fn from(e: ToJsonError) -> Self {
+        super::ExprError::plain(e.to_string())
+    }
+}
+
+/// Convert a rhai value to JSON; Err names the type that has no JSON form.
+pub(crate) fn to_json(value: &Dynamic) -> Result<Value, ToJsonError> {
     to_json_at(value, 0)
 }
 
-fn to_json_at(value: &Dynamic, depth: usize) -> Result<Value, String> {
+fn to_json_at(value: &Dynamic, depth: usize) -> Result<Value, ToJsonError> {
     if depth > MAX_DEPTH {
-        return Err(format!("value nested deeper than {MAX_DEPTH} levels"));
+        return Err(ToJsonError::TooDeep);
     }
     if value.is_unit() {
         return Ok(Value::Null);
@@ -79,10 +96,7 @@ fn to_json_at(value: &Dynamic, depth: usize) -> Result<Value, String> {
             blob.iter().map(|b| Value::Number((*b).into())).collect(),
         ));
     }
-    Err(format!(
-        "a value of type `{}` cannot be converted to JSON",
-        value.type_name()
-    ))
+    Err(ToJsonError::Unsupported(value.type_name().to_string()))
 }
 
 /// Short human name of a value's type, for error messages.
@@ -148,13 +162,19 @@ mod tests {
         for _ in 0..(MAX_DEPTH + 5) {
             d = Dynamic::from_array(vec![d]);
         }
-        assert!(to_json(&d).unwrap_err().contains("nested deeper"));
+        assert!(to_json(&d)
+            .unwrap_err()
+            .to_string()
+            .contains("nested deeper"));
     }
 
     #[test]
     fn non_json_types_are_errors() {
         let f = Dynamic::from(rhai::FnPtr::new("x").unwrap());
-        assert!(to_json(&f).unwrap_err().contains("cannot be converted"));
+        assert!(to_json(&f)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot be converted"));
         assert_eq!(
             to_json(&Dynamic::from_float(f64::NAN)).unwrap(),
             Value::Null

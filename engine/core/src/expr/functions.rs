@@ -176,9 +176,17 @@ const REGEX_CACHE_SIZE: usize = 1024;
 /// Upper bound on the compiled size of one pattern.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
+/// A pattern that does not compile (or compiles too large), quoted with its cause.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid regular expression `{pattern}`: {source}")]
+pub(crate) struct RegexError {
+    pub(crate) pattern: String,
+    #[source]
+    pub(crate) source: regex::Error,
+}
+
 /// Compile `pattern` (case-insensitively when asked), reusing a previous compilation.
-/// Err = plain message quoting the pattern.
-pub(crate) fn cached_regex(pattern: &str, case_insensitive: bool) -> Result<Regex, String> {
+pub(crate) fn cached_regex(pattern: &str, case_insensitive: bool) -> Result<Regex, RegexError> {
     type Cache = RwLock<HashMap<(String, bool), Regex>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| RwLock::new(HashMap::new()));
@@ -190,7 +198,10 @@ pub(crate) fn cached_regex(pattern: &str, case_insensitive: bool) -> Result<Rege
         .case_insensitive(case_insensitive)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|e| format!("invalid regular expression `{pattern}`: {e}"))?;
+        .map_err(|source| RegexError {
+            pattern: pattern.to_string(),
+            source,
+        })?;
     let mut cache = cache.write_locked();
     if cache.len() >= REGEX_CACHE_SIZE {
         cache.clear();
@@ -224,6 +235,9 @@ mod tests {
         assert!(cached_regex("^A+$", true).unwrap().is_match("aaa"));
         assert!(!cached_regex("^A+$", false).unwrap().is_match("aaa"));
         let err = cached_regex("(", false).unwrap_err();
-        assert!(err.contains("invalid regular expression `(`"), "{err}");
+        assert!(
+            err.to_string().contains("invalid regular expression `(`"),
+            "{err}"
+        );
     }
 }

@@ -192,7 +192,7 @@ impl Expr {
     /// Evaluate and convert the result to JSON.
     pub fn eval(&self, vars: &mut Vars) -> Result<Value, ExprError> {
         let value = self.eval_dynamic(vars)?;
-        convert::to_json(&value).map_err(ExprError::plain)
+        Ok(convert::to_json(&value)?)
     }
 
     /// Evaluate a condition. A result that is not a boolean is an error
@@ -314,7 +314,7 @@ impl Script {
         let result = engine.eval_ast_with_scope::<Dynamic>(&mut vars.scope, &self.inner.ast);
         vars.scope.rewind(len);
         let value = result.map_err(|e| engine::eval_error(&e, limits))?;
-        convert::to_json(&value).map_err(ExprError::plain)
+        Ok(convert::to_json(&value)?)
     }
 }
 

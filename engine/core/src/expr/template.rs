@@ -141,7 +141,7 @@ fn compile_string(s: &str) -> Result<Node, ExprError> {
     if !s.contains("{{") {
         return Ok(Node::Literal(Value::String(s.to_string())));
     }
-    let pieces = split(s).map_err(ExprError::plain)?;
+    let pieces = split(s)?;
     let mut parts = Vec::with_capacity(pieces.len());
     for piece in pieces {
         parts.push(match piece {
@@ -180,8 +180,7 @@ fn render_node(node: &Node, vars: &mut Vars) -> Result<Value, ExprError> {
                         let v = e
                             .eval_dynamic(vars)
                             .map_err(|err| in_braces(e.source(), err))?;
-                        append(&mut out, &v)
-                            .map_err(|m| in_braces(e.source(), ExprError::plain(m)))?;
+                        append(&mut out, &v).map_err(|m| in_braces(e.source(), m.into()))?;
                         if out.len() > MAX_RENDERED_BYTES {
                             return Err(in_braces(e.source(), too_big(out.len())));
                         }
@@ -207,7 +206,7 @@ fn render_node(node: &Node, vars: &mut Vars) -> Result<Value, ExprError> {
 }
 
 /// Append an interpolated value: strings as is, `()` as nothing, others as compact JSON.
-fn append(out: &mut String, v: &rhai::Dynamic) -> Result<(), String> {
+fn append(out: &mut String, v: &rhai::Dynamic) -> Result<(), convert::ToJsonError> {
     if v.is_unit() {
         return Ok(());
     }
@@ -233,7 +232,7 @@ enum Piece<'a> {
 ///
 /// The closing `}}` is found by scanning the expression: braces are counted (so map literals
 /// like `#{a: #{b: 1}}` work) and string/char literals are skipped.
-fn split(s: &str) -> Result<Vec<Piece<'_>>, String> {
+fn split(s: &str) -> Result<Vec<Piece<'_>>, ExprError> {
     let mut pieces = Vec::new();
     let mut rest = s;
     while let Some(start) = rest.find("{{") {
@@ -243,11 +242,13 @@ fn split(s: &str) -> Result<Vec<Piece<'_>>, String> {
         let body = &rest[start + 2..];
         let end = closing(body).ok_or_else(|| {
             let shown: String = rest[start..].chars().take(40).collect();
-            format!("unclosed `{{{{` in `{shown}`: missing `}}}}`")
+            ExprError::plain(format!("unclosed `{{{{` in `{shown}`: missing `}}}}`"))
         })?;
         let src = &body[..end];
         if src.trim().is_empty() {
-            return Err("empty `{{ }}`: put an expression between the braces".to_string());
+            return Err(ExprError::plain(
+                "empty `{{ }}`: put an expression between the braces",
+            ));
         }
         pieces.push(Piece::Expr(src));
         rest = &body[end + 2..];
@@ -321,8 +322,11 @@ mod tests {
             split(r#"{{ "}}" + "\"}}" }}"#).unwrap(),
             vec![Piece::Expr(r#" "}}" + "\"}}" "#)]
         );
-        assert!(split("x {{ name ").unwrap_err().contains("unclosed"));
-        assert!(split("{{ }}").unwrap_err().contains("empty"));
+        assert!(split("x {{ name ")
+            .unwrap_err()
+            .message
+            .contains("unclosed"));
+        assert!(split("{{ }}").unwrap_err().message.contains("empty"));
     }
 
     #[test]

@@ -26,6 +26,50 @@
 
 use serde_json::Value;
 
+/// A criterion that cannot be checked or evaluated. Display = the message for the rule
+/// author (it names the operator and the fix).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CriteriaError {
+    /// Not one of [`OPERATORS`].
+    #[error("unknown criteria operator `{0}`; use one of: {ops}", ops = OPERATORS.join(", "))]
+    UnknownOperator(String),
+    /// Every operator but `exists`/`nexists` needs a pattern.
+    #[error("criteria operator `{0}` needs a `pattern`")]
+    MissingPattern(String),
+    /// `timediff_*` with a negative number of seconds.
+    #[error("criteria operator `{op}` needs a non-negative number of seconds, got {pattern}")]
+    NegativeSeconds { op: String, pattern: Value },
+    /// A `regex`/`iregex` pattern that does not compile.
+    #[error("criteria operator `{op}`: invalid regular expression `{pattern}`: {source}")]
+    InvalidRegex {
+        op: String,
+        pattern: String,
+        #[source]
+        source: regex::Error,
+    },
+    /// A `regex`/`iregex` pattern over the compiled-size limit.
+    #[error("criteria operator `{op}`: regular expression `{pattern}` is too large")]
+    RegexTooLarge { op: String, pattern: String },
+    /// A `timediff_*` value that is a string but not an RFC 3339 time.
+    #[error("criteria operator `{op}` needs an RFC 3339 time like 2024-05-01T12:00:00Z, but the value is \"{value}\"")]
+    NotATime {
+        op: String,
+        value: String,
+        #[source]
+        source: chrono::ParseError,
+    },
+    /// A pattern or value of a type the operator does not take; `problem` says which.
+    #[error("criteria operator `{op}` {problem}")]
+    WrongType { op: String, problem: String },
+}
+
+fn wrong(op: &str, problem: String) -> CriteriaError {
+    CriteriaError::WrongType {
+        op: op.to_string(),
+        problem,
+    }
+}
+
 /// Every supported operator name.
 pub const OPERATORS: &[&str] = &[
     "equals",
@@ -50,20 +94,17 @@ pub const OPERATORS: &[&str] = &[
 ];
 
 /// Check at load time that `op` exists and `pattern` has the right shape.
-/// Err = plain message naming the operator and the fix.
-pub fn check(op: &str, pattern: Option<&Value>) -> Result<(), String> {
+/// Err names the operator and the fix.
+pub fn check(op: &str, pattern: Option<&Value>) -> Result<(), CriteriaError> {
     if !OPERATORS.contains(&op) {
-        return Err(format!(
-            "unknown criteria operator `{op}`; use one of: {}",
-            OPERATORS.join(", ")
-        ));
+        return Err(CriteriaError::UnknownOperator(op.to_string()));
     }
     if matches!(op, "exists" | "nexists") {
         return Ok(());
     }
     let pattern = match pattern {
         Some(p) if !p.is_null() => p,
-        _ => return Err(format!("criteria operator `{op}` needs a `pattern`")),
+        _ => return Err(CriteriaError::MissingPattern(op.to_string())),
     };
     match op {
         "iequals" | "icontains" | "startswith" | "endswith" | "matchwildcard" => {
@@ -74,17 +115,21 @@ pub fn check(op: &str, pattern: Option<&Value>) -> Result<(), String> {
         "timediff_lt" | "timediff_gt" => {
             let secs = number_pattern(op, pattern)?;
             if secs < 0.0 {
-                return Err(format!(
-                    "criteria operator `{op}` needs a non-negative number of seconds, got {pattern}"
-                ));
+                return Err(CriteriaError::NegativeSeconds {
+                    op: op.to_string(),
+                    pattern: pattern.clone(),
+                });
             }
             Ok(())
         }
         "inside" | "ninside" => match pattern {
             Value::Array(_) | Value::String(_) => Ok(()),
-            other => Err(format!(
-                "criteria operator `{op}` needs a list or a string as `pattern`, got {}",
-                type_name(other)
+            other => Err(wrong(
+                op,
+                format!(
+                    "needs a list or a string as `pattern`, got {}",
+                    type_name(other)
+                ),
             )),
         },
         // equals, nequals, contains, ncontains: any pattern.
@@ -93,8 +138,12 @@ pub fn check(op: &str, pattern: Option<&Value>) -> Result<(), String> {
 }
 
 /// Evaluate one criterion. `value` is the looked-up field (`None` when the path does not
-/// exist). Err = plain message for a malformed pattern or a value of the wrong type.
-pub fn evaluate(op: &str, value: Option<&Value>, pattern: Option<&Value>) -> Result<bool, String> {
+/// exist). Err for a malformed pattern or a value of the wrong type.
+pub fn evaluate(
+    op: &str,
+    value: Option<&Value>,
+    pattern: Option<&Value>,
+) -> Result<bool, CriteriaError> {
     check(op, pattern)?;
     let value = match value {
         Some(v) if !v.is_null() => v,
@@ -126,7 +175,7 @@ pub fn evaluate(op: &str, value: Option<&Value>, pattern: Option<&Value>) -> Res
         "ninside" => inside(value, pattern).map(|b| !b),
         "timediff_lt" => Ok(age_seconds(op, value)? < number_pattern(op, pattern)?),
         "timediff_gt" => Ok(age_seconds(op, value)? > number_pattern(op, pattern)?),
-        other => Err(format!("unknown criteria operator `{other}`")),
+        other => Err(CriteriaError::UnknownOperator(other.to_string())),
     }
 }
 
@@ -160,20 +209,23 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn string_pattern<'a>(op: &str, pattern: &'a Value) -> Result<&'a str, String> {
+fn string_pattern<'a>(op: &str, pattern: &'a Value) -> Result<&'a str, CriteriaError> {
     pattern.as_str().ok_or_else(|| {
-        format!(
-            "criteria operator `{op}` needs a string `pattern`, got {}",
-            type_name(pattern)
+        wrong(
+            op,
+            format!("needs a string `pattern`, got {}", type_name(pattern)),
         )
     })
 }
 
-fn string_value<'a>(op: &str, value: &'a Value) -> Result<&'a str, String> {
+fn string_value<'a>(op: &str, value: &'a Value) -> Result<&'a str, CriteriaError> {
     value.as_str().ok_or_else(|| {
-        format!(
-            "criteria operator `{op}` applies to strings, but the value is {} ({value})",
-            type_name(value)
+        wrong(
+            op,
+            format!(
+                "applies to strings, but the value is {} ({value})",
+                type_name(value)
+            ),
         )
     })
 }
@@ -187,25 +239,30 @@ fn as_number(v: &Value) -> Option<f64> {
     }
 }
 
-fn number_pattern(op: &str, pattern: &Value) -> Result<f64, String> {
-    as_number(pattern).ok_or_else(|| {
-        format!("criteria operator `{op}` needs a number as `pattern`, got {pattern}")
-    })
+fn number_pattern(op: &str, pattern: &Value) -> Result<f64, CriteriaError> {
+    as_number(pattern)
+        .ok_or_else(|| wrong(op, format!("needs a number as `pattern`, got {pattern}")))
 }
 
-fn number_value(op: &str, value: &Value) -> Result<f64, String> {
-    as_number(value).ok_or_else(|| {
-        format!("criteria operator `{op}` compares numbers, but the value is {value}")
-    })
+fn number_value(op: &str, value: &Value) -> Result<f64, CriteriaError> {
+    as_number(value).ok_or_else(|| wrong(op, format!("compares numbers, but the value is {value}")))
 }
 
-fn regex_for(op: &str, pattern: &Value) -> Result<regex::Regex, String> {
+fn regex_for(op: &str, pattern: &Value) -> Result<regex::Regex, CriteriaError> {
     let p = string_pattern(op, pattern)?;
     // Anchored at the start like Python's re.match, with DOTALL.
     crate::expr::cached_regex(&format!("(?s)\\A(?:{p})"), op == "iregex").map_err(|_| {
+        // The error of the pattern as written (not of the anchored form) is the one to show.
         match regex::Regex::new(p) {
-            Err(e) => format!("criteria operator `{op}`: invalid regular expression `{p}`: {e}"),
-            Ok(_) => format!("criteria operator `{op}`: regular expression `{p}` is too large"),
+            Err(source) => CriteriaError::InvalidRegex {
+                op: op.to_string(),
+                pattern: p.to_string(),
+                source,
+            },
+            Ok(_) => CriteriaError::RegexTooLarge {
+                op: op.to_string(),
+                pattern: p.to_string(),
+            },
         }
     })
 }
@@ -229,73 +286,93 @@ fn loose_equals(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn contains(op: &str, value: &Value, pattern: &Value) -> Result<bool, String> {
+fn contains(op: &str, value: &Value, pattern: &Value) -> Result<bool, CriteriaError> {
     match value {
         Value::String(s) => match pattern {
             Value::String(p) => Ok(s.contains(p.as_str())),
             Value::Number(_) | Value::Bool(_) => Ok(s.contains(&pattern.to_string())),
-            other => Err(format!(
-                "criteria operator `{op}` on a string needs a string `pattern`, got {}",
-                type_name(other)
+            other => Err(wrong(
+                op,
+                format!(
+                    "on a string needs a string `pattern`, got {}",
+                    type_name(other)
+                ),
             )),
         },
         Value::Array(items) => Ok(items.iter().any(|i| loose_equals(i, pattern))),
         Value::Object(map) => match pattern {
             Value::String(p) => Ok(map.contains_key(p)),
-            other => Err(format!(
-                "criteria operator `{op}` on a map tests for a key and needs a string `pattern`, got {}",
-                type_name(other)
+            other => Err(wrong(
+                op,
+                format!(
+                    "on a map tests for a key and needs a string `pattern`, got {}",
+                    type_name(other)
+                ),
             )),
         },
-        other => Err(format!(
-            "criteria operator `{op}` applies to strings, lists and maps, but the value is {} ({other})",
-            type_name(other)
+        other => Err(wrong(
+            op,
+            format!(
+                "applies to strings, lists and maps, but the value is {} ({other})",
+                type_name(other)
+            ),
         )),
     }
 }
 
-fn icontains(op: &str, value: &Value, pattern: &Value) -> Result<bool, String> {
+fn icontains(op: &str, value: &Value, pattern: &Value) -> Result<bool, CriteriaError> {
     let p = string_pattern(op, pattern)?.to_lowercase();
     match value {
         Value::String(s) => Ok(s.to_lowercase().contains(&p)),
         Value::Array(items) => Ok(items
             .iter()
             .any(|i| i.as_str().is_some_and(|s| s.to_lowercase() == p))),
-        other => Err(format!(
-            "criteria operator `{op}` applies to strings and lists, but the value is {} ({other})",
-            type_name(other)
+        other => Err(wrong(
+            op,
+            format!(
+                "applies to strings and lists, but the value is {} ({other})",
+                type_name(other)
+            ),
         )),
     }
 }
 
-fn inside(value: &Value, pattern: &Value) -> Result<bool, String> {
+fn inside(value: &Value, pattern: &Value) -> Result<bool, CriteriaError> {
     match pattern {
         Value::Array(items) => Ok(items.iter().any(|i| loose_equals(value, i))),
         Value::String(p) => match value {
             Value::String(v) => Ok(p.contains(v.as_str())),
             Value::Number(_) | Value::Bool(_) => Ok(p.contains(&value.to_string())),
-            other => Err(format!(
-                "criteria operator `inside` with a string `pattern` needs a string value, but the value is {}",
-                type_name(other)
+            other => Err(wrong(
+                "inside",
+                format!(
+                    "with a string `pattern` needs a string value, but the value is {}",
+                    type_name(other)
+                ),
             )),
         },
-        other => Err(format!(
-            "criteria operator `inside` needs a list or a string as `pattern`, got {}",
-            type_name(other)
+        other => Err(wrong(
+            "inside",
+            format!(
+                "needs a list or a string as `pattern`, got {}",
+                type_name(other)
+            ),
         )),
     }
 }
 
 /// Seconds elapsed since the time in `value` (RFC 3339 string or unix seconds).
-fn age_seconds(op: &str, value: &Value) -> Result<f64, String> {
+fn age_seconds(op: &str, value: &Value) -> Result<f64, CriteriaError> {
     let now = chrono::Utc::now();
     let then = match value {
         Value::String(s) => match chrono::DateTime::parse_from_rfc3339(s.trim()) {
             Ok(t) => t.with_timezone(&chrono::Utc),
-            Err(_) => {
-                return Err(format!(
-                    "criteria operator `{op}` needs an RFC 3339 time like 2024-05-01T12:00:00Z, but the value is \"{s}\""
-                ))
+            Err(source) => {
+                return Err(CriteriaError::NotATime {
+                    op: op.to_string(),
+                    value: s.clone(),
+                    source,
+                })
             }
         },
         Value::Number(n) => {
@@ -303,9 +380,12 @@ fn age_seconds(op: &str, value: &Value) -> Result<f64, String> {
             return Ok(now.timestamp_millis() as f64 / 1000.0 - secs);
         }
         other => {
-            return Err(format!(
-                "criteria operator `{op}` needs a time, but the value is {} ({other})",
-                type_name(other)
+            return Err(wrong(
+                op,
+                format!(
+                    "needs a time, but the value is {} ({other})",
+                    type_name(other)
+                ),
             ))
         }
     };
@@ -318,7 +398,7 @@ mod tests {
     use serde_json::json;
 
     fn ev(op: &str, value: Value, pattern: Value) -> Result<bool, String> {
-        evaluate(op, Some(&value), Some(&pattern))
+        evaluate(op, Some(&value), Some(&pattern)).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -333,25 +413,32 @@ mod tests {
         }
         assert!(check("equal", Some(&json!(1)))
             .unwrap_err()
+            .to_string()
             .contains("unknown criteria operator `equal`"));
         assert!(check("exists", None).is_ok());
         assert!(check("equals", None)
             .unwrap_err()
+            .to_string()
             .contains("needs a `pattern`"));
         assert!(check("regex", Some(&json!("(")))
             .unwrap_err()
+            .to_string()
             .contains("invalid regular expression"));
         assert!(check("regex", Some(&json!(3)))
             .unwrap_err()
+            .to_string()
             .contains("string `pattern`"));
         assert!(check("inside", Some(&json!(3)))
             .unwrap_err()
+            .to_string()
             .contains("list or a string"));
         assert!(check("timediff_lt", Some(&json!("soon")))
             .unwrap_err()
+            .to_string()
             .contains("number"));
         assert!(check("timediff_gt", Some(&json!(-1)))
             .unwrap_err()
+            .to_string()
             .contains("non-negative"));
         assert!(check("lessthan", Some(&json!("10"))).is_ok());
     }

@@ -3,12 +3,31 @@
 
 pub mod criteria;
 
-use crate::expr::{Expr, Template, Vars};
+use crate::expr::{Expr, ExprError, Template, Vars};
 use crate::model::{Criterion, Json, RuleSpec};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// Why a trigger could not be matched against a rule or its parameters rendered.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RuleError {
+    /// A criterion failed (a value of the wrong type, a bad pattern).
+    #[error("criteria {path}: {source}")]
+    Criteria {
+        /// The criterion's key, e.g. `trigger.object.kind`.
+        path: String,
+        #[source]
+        source: criteria::CriteriaError,
+    },
+    /// The `when` expression failed.
+    #[error("when: {0}")]
+    When(#[source] ExprError),
+    /// Rendering the action parameters failed.
+    #[error("rendering action parameters: {0}")]
+    Parameters(#[source] ExprError),
+}
 
 /// A loaded, compiled rule.
 #[derive(Debug)]
@@ -100,7 +119,7 @@ impl Rule {
                 ));
             }
             if let Err(e) = criteria::check(&c.op, c.pattern.as_ref()) {
-                errors.push((format!("criteria.{path}"), e));
+                errors.push((format!("criteria.{path}"), e.to_string()));
             }
             crit.push((path.clone(), c.clone()));
         }
@@ -137,26 +156,30 @@ impl Rule {
 
     /// Whether the trigger matches (criteria first: they are cheaper). An error in a
     /// condition is an error for this trigger, reported to the caller.
-    pub fn matches(&self, ctx: &mut TriggerContext) -> Result<bool, String> {
+    pub fn matches(&self, ctx: &mut TriggerContext) -> Result<bool, RuleError> {
         for (path, c) in &self.criteria {
             let v = criteria::lookup(&ctx.root, path);
-            if !criteria::evaluate(&c.op, v, c.pattern.as_ref())
-                .map_err(|e| format!("criteria {path}: {e}"))?
-            {
+            let holds = criteria::evaluate(&c.op, v, c.pattern.as_ref()).map_err(|source| {
+                RuleError::Criteria {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            if !holds {
                 return Ok(false);
             }
         }
         match &self.when {
-            Some(w) => w.eval_bool(&mut ctx.vars).map_err(|e| format!("when: {e}")),
+            Some(w) => w.eval_bool(&mut ctx.vars).map_err(RuleError::When),
             None => Ok(true),
         }
     }
 
     /// Render the action parameters for a matching trigger.
-    pub fn render_parameters(&self, ctx: &mut TriggerContext) -> Result<Json, String> {
+    pub fn render_parameters(&self, ctx: &mut TriggerContext) -> Result<Json, RuleError> {
         self.parameters
             .render(&mut ctx.vars)
-            .map_err(|e| format!("rendering action parameters: {e}"))
+            .map_err(RuleError::Parameters)
     }
 
     /// Evaluate every condition (not stopping at the first false) and render the
@@ -173,7 +196,7 @@ impl Rule {
                 .unwrap_or_default();
             let (result, error) = match criteria::evaluate(&c.op, v, c.pattern.as_ref()) {
                 Ok(b) => (Some(b), None),
-                Err(e) => (None, Some(e)),
+                Err(e) => (None, Some(e.to_string())),
             };
             conditions.push(ConditionResult {
                 condition: format!("{path} {}{pattern}", c.op),
@@ -196,7 +219,7 @@ impl Rule {
         let (parameters, error) = if matched {
             match self.render_parameters(&mut ctx) {
                 Ok(p) => (Some(crate::secrets::mask_json(&p)), None),
-                Err(e) => (None, Some(e)),
+                Err(e) => (None, Some(e.to_string())),
             }
         } else {
             (None, None)

@@ -4,9 +4,46 @@
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rand::RngCore;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::StoreError;
+
+/// A problem with the key file or with a record it should decrypt.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key file did not exist and could not be written.
+    #[error("cannot create key file {}: {source}", path.display())]
+    Create {
+        /// The key file.
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key file exists but cannot be read.
+    #[error("cannot read key file {}: {source}", path.display())]
+    Read {
+        /// The key file.
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key file does not hold a key.
+    #[error("key file {} must hold exactly 32 bytes, it holds {len}", path.display())]
+    Length {
+        /// The key file.
+        path: PathBuf,
+        /// Bytes it holds.
+        len: usize,
+    },
+    /// A sealed record shorter than its nonce.
+    #[error("encrypted record is truncated")]
+    Truncated,
+    /// The record was sealed with another key (or is damaged).
+    #[error(
+        "cannot decrypt a stored secret: the key file does not match the one it was written with"
+    )]
+    Mismatch,
+}
 
 /// Encrypts and decrypts store records.
 pub struct Cipher {
@@ -21,24 +58,26 @@ impl Cipher {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut k = vec![0u8; 32];
                 rand::thread_rng().fill_bytes(&mut k);
-                write_private(path, &k).map_err(|e| {
-                    StoreError::Key(format!("cannot create key file {}: {e}", path.display()))
+                write_private(path, &k).map_err(|source| KeyError::Create {
+                    path: path.to_path_buf(),
+                    source,
                 })?;
                 k
             }
-            Err(e) => {
-                return Err(StoreError::Key(format!(
-                    "cannot read key file {}: {e}",
-                    path.display()
-                )))
+            Err(source) => {
+                return Err(KeyError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+                .into())
             }
         };
         if key.len() != 32 {
-            return Err(StoreError::Key(format!(
-                "key file {} must hold exactly 32 bytes, it holds {}",
-                path.display(),
-                key.len()
-            )));
+            return Err(KeyError::Length {
+                path: path.to_path_buf(),
+                len: key.len(),
+            }
+            .into());
         }
         Ok(Cipher {
             aead: ChaCha20Poly1305::new(Key::from_slice(&key)),
@@ -61,11 +100,11 @@ impl Cipher {
     /// Inverse of [`Cipher::seal`].
     pub fn open_sealed(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
         if sealed.len() < 12 {
-            return Err(StoreError::Key("encrypted record is truncated".into()));
+            return Err(KeyError::Truncated.into());
         }
         self.aead
             .decrypt(Nonce::from_slice(&sealed[..12]), &sealed[12..])
-            .map_err(|_| StoreError::Key("cannot decrypt a stored secret: the key file does not match the one it was written with".into()))
+            .map_err(|_| KeyError::Mismatch.into())
     }
 }
 

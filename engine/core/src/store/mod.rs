@@ -36,7 +36,7 @@ mod workflows;
 use crate::model::{ChildRef, Enforcement, Execution, Json, OutputChunk, Status, TriggerInstance};
 pub use audit::{audit_entry, FinishedExecution, FinishedHook};
 pub use check::{CheckReport, TreeReport};
-pub use crypto::Cipher;
+pub use crypto::{Cipher, KeyError};
 pub use processes::ProcessRecord;
 pub use reading::{skipped_warning, Listing};
 pub use records::check_trigger;
@@ -75,8 +75,8 @@ pub enum StoreError {
         found: u64,
     },
     /// Problem with the encryption key.
-    #[error("{0}")]
-    Key(String),
+    #[error(transparent)]
+    Key(#[from] crypto::KeyError),
     /// sled failed.
     #[error("store: {0}")]
     Sled(#[from] sled::Error),
@@ -95,12 +95,13 @@ pub enum StoreError {
     #[error("store: {0}")]
     TooDeep(crate::limits::TooDeep),
     /// A stored record does not decode.
-    #[error("store: record {key} cannot be read ({message}); other records are not affected: `squall store check` lists every unreadable record (see docs/operations.md, \"A damaged data directory\")")]
+    #[error("store: record {key} cannot be read ({source}); other records are not affected: `squall store check` lists every unreadable record (see docs/operations.md, \"A damaged data directory\")")]
     Corrupt {
         /// Key of the record.
         key: String,
-        /// What failed.
-        message: String,
+        /// What failed (the decoder's error).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -611,8 +612,9 @@ impl SledStore {
             let seq = key
                 .rsplit(':')
                 .next()
-                .and_then(|s| u64::from_str_radix(s, 16).ok())
-                .unwrap_or(0);
+                .map(|s| u64::from_str_radix(s, 16))
+                .unwrap_or(Ok(0))
+                .map_err(|e| corrupt(&key, e))?;
             out.push((seq, reading::decode(&key, &v)?));
         }
         Ok(out)
@@ -712,11 +714,21 @@ fn flush_and_sync(db: &sled::Db, sync: &sync::Syncer) -> Result<(), StoreError> 
     Ok(())
 }
 
-fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        key: key.to_string(),
-        message: e.to_string(),
+impl StoreError {
+    /// The record under `key` does not decode, because of `source`.
+    pub fn corrupt(
+        key: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StoreError {
+        StoreError::Corrupt {
+            key: key.into(),
+            source: source.into(),
+        }
     }
+}
+
+fn corrupt(key: &str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+    StoreError::corrupt(key, source)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use super::Chain;
 use crate::executions::EngineError;
 use serde_json::json;
 use squall_core::model::Json;
-use squall_core::store::Batch;
+use squall_core::store::{Batch, StoreError};
 use squall_core::workflow::state::UnitOutcome;
 
 impl Chain {
@@ -23,11 +23,20 @@ impl Chain {
             return Ok(());
         }
         let (items, units) = store.workflow_pass(&id, c.pass)?;
-        c.items = items.and_then(|v| serde_json::from_value(v).ok());
+        // An entry that does not decode fails the workflow with the store's error naming
+        // it: taking it as absent would run its units again.
+        let pass = c.pass;
+        c.items = match items {
+            Some(v) => Some(
+                serde_json::from_value(v)
+                    .map_err(|e| StoreError::corrupt(format!("w:{id}/i:{pass:016x}"), e))?,
+            ),
+            None => None,
+        };
         for (unit, v) in units {
-            if let Ok(o) = serde_json::from_value::<UnitOutcome>(v) {
-                c.done.insert(unit, o);
-            }
+            let o = serde_json::from_value::<UnitOutcome>(v)
+                .map_err(|e| StoreError::corrupt(format!("w:{id}/u:{pass:016x}/{unit:016x}"), e))?;
+            c.done.insert(unit, o);
         }
         Ok(())
     }

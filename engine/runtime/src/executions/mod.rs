@@ -36,8 +36,8 @@ pub type Finish = Box<dyn FnOnce(&mut Batch) + Send>;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// No such action.
-    #[error("{0}")]
-    UnknownAction(String),
+    #[error(transparent)]
+    UnknownAction(#[from] squall_core::content::UnknownName),
     /// The action is disabled.
     #[error("action `{0}` is disabled (enabled: false in its metadata)")]
     Disabled(String),
@@ -47,6 +47,7 @@ pub enum EngineError {
         /// Action reference.
         action: String,
         /// What is wrong.
+        #[source]
         error: squall_core::params::ParamError,
     },
     /// The parameters nest deeper than [`squall_core::limits::MAX_DEPTH`].
@@ -55,6 +56,7 @@ pub enum EngineError {
         /// Action reference.
         action: String,
         /// Where and how deep.
+        #[source]
         error: squall_core::limits::TooDeep,
     },
     /// No such execution.

@@ -2,8 +2,8 @@
 //! file named in `squall.yaml` (`auth.tokens_file`).
 
 use serde::{Deserialize, Serialize};
-use squall_core::content::SourceFile;
-use std::path::Path;
+use squall_core::content::{Diagnostic, SourceFile};
+use std::path::{Path, PathBuf};
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -38,6 +38,30 @@ pub struct Caller {
     pub role: Role,
 }
 
+/// Why the tokens file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokensError {
+    /// The file cannot be read.
+    #[error("cannot read tokens file {}: {source}", path.display())]
+    Read {
+        /// The tokens file.
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a list of `{name, token, role}` (with the place in the file).
+    #[error(transparent)]
+    Invalid(#[from] Diagnostic),
+    /// A token too short to be safe.
+    #[error("{}: token of `{name}` is shorter than 16 characters; use a long random value", path.display())]
+    TooShort {
+        /// The tokens file.
+        path: PathBuf,
+        /// The token's name.
+        name: String,
+    },
+}
+
 /// Configured tokens; empty means auth is off (loopback only).
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
@@ -46,31 +70,32 @@ pub struct Tokens {
 
 impl Tokens {
     /// Read the tokens file (a YAML list of `{name, token, role}`).
-    pub fn load(path: &Path) -> Result<Tokens, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read tokens file {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Tokens, TokensError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TokensError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         // Wrap the list so the content reader (references, positions) can parse it.
         let wrapped = format!(
             "tokens:\n{}",
             text.lines().map(|l| format!("  {l}\n")).collect::<String>()
         );
         let mut diags = Vec::new();
-        let sf = SourceFile::parse(path, &wrapped, &mut diags).map_err(|d| d.to_string())?;
-        if let Some(d) = diags.first() {
-            return Err(d.to_string());
+        let sf = SourceFile::parse(path, &wrapped, &mut diags)?;
+        if let Some(d) = diags.into_iter().next() {
+            return Err(d.into());
         }
         #[derive(Deserialize)]
         struct Wrapper {
             tokens: Vec<TokenEntry>,
         }
-        let w: Wrapper = sf.typed().map_err(|d| d.to_string())?;
+        let w: Wrapper = sf.typed()?;
         for t in &w.tokens {
             if t.token.len() < 16 {
-                return Err(format!(
-                    "{}: token of `{}` is shorter than 16 characters; use a long random value",
-                    path.display(),
-                    t.name
-                ));
+                return Err(TokensError::TooShort {
+                    path: path.to_path_buf(),
+                    name: t.name.clone(),
+                });
             }
             squall_core::secrets::keep(&t.token);
         }
@@ -132,12 +157,15 @@ mod tests {
         assert!(t.check(Some("Bearer nope")).is_none());
         assert!(t.check(None).is_none());
         std::fs::write(&f, "- {name: x, token: short, role: admin}\n").unwrap();
-        assert!(Tokens::load(&f).unwrap_err().contains("shorter than 16"));
+        assert!(Tokens::load(&f)
+            .unwrap_err()
+            .to_string()
+            .contains("shorter than 16"));
         std::fs::write(
             &f,
             "- {name: x, token: long-enough-token-000, role: root}\n",
         )
         .unwrap();
-        assert!(Tokens::load(&f).unwrap_err().contains("role"));
+        assert!(Tokens::load(&f).unwrap_err().to_string().contains("role"));
     }
 }

@@ -31,8 +31,8 @@ impl ApiError {
         ApiError(StatusCode::BAD_REQUEST, msg.into())
     }
     /// 404 with a message.
-    pub fn not_found(msg: impl Into<String>) -> ApiError {
-        ApiError(StatusCode::NOT_FOUND, msg.into())
+    pub fn not_found(msg: impl std::fmt::Display) -> ApiError {
+        ApiError(StatusCode::NOT_FOUND, msg.to_string())
     }
     /// 500 with a message.
     pub fn internal(msg: impl std::fmt::Display) -> ApiError {

@@ -11,6 +11,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, Stream};
 use serde_json::json;
 use squall_core::model::Execution;
+use squall_runtime::executions::EngineError;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -67,7 +68,7 @@ pub async fn output(
                     t.pending.push_back(
                         Event::default()
                             .event("error")
-                            .data(json!({"error": e}).to_string()),
+                            .data(json!({"error": e.to_string()}).to_string()),
                     );
                     t.done = true;
                 }
@@ -79,18 +80,13 @@ pub async fn output(
 
 impl Tail {
     /// Queue new chunks; returns the record when it has ended.
-    fn poll_once(&mut self) -> Result<Option<Execution>, String> {
-        let e = self.state.engine.get(&self.id).map_err(|e| e.to_string())?;
+    fn poll_once(&mut self) -> Result<Option<Execution>, EngineError> {
+        let e = self.state.engine.get(&self.id)?;
         let mut ids = vec![e.id.clone()];
         ids.extend(e.children.iter().map(|c| c.id.clone()));
         for exec in ids {
             let from = *self.next.get(&exec).unwrap_or(&0);
-            let chunks = self
-                .state
-                .engine
-                .store()
-                .output(&exec, from)
-                .map_err(|e| e.to_string())?;
+            let chunks = self.state.engine.store().output(&exec, from)?;
             for (seq, c) in chunks {
                 self.next.insert(exec.clone(), seq + 1);
                 let data =

@@ -12,18 +12,16 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a request to the server did not give the document asked for.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct RemoteError {
     /// The HTTP status, when the server answered.
     pub status: Option<StatusCode>,
-    /// What to tell the user.
+    /// What to tell the user (with the transport error's causes, when there is one).
     pub message: String,
-}
-
-impl From<RemoteError> for Failure {
-    fn from(e: RemoteError) -> Self {
-        Failure::Failed(e.message)
-    }
+    /// The transport error, when the request did not get an answer.
+    #[source]
+    pub source: Option<reqwest::Error>,
 }
 
 /// A client of one Squall server.
@@ -33,24 +31,50 @@ pub struct Client {
     http: reqwest::Client,
 }
 
+/// A `--server` that is not an http(s) URL.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ServerUrlError {
+    /// Nothing given.
+    #[error("--server is empty; pass a URL like http://127.0.0.1:9101")]
+    Empty,
+    /// Not a URL.
+    #[error("--server {server:?} is not a valid URL: {source}")]
+    Invalid {
+        /// As given (trimmed).
+        server: String,
+        #[source]
+        source: <Url as std::str::FromStr>::Err,
+    },
+    /// A scheme other than http and https.
+    #[error("--server {server:?}: scheme `{scheme}` is not supported; use http:// or https://")]
+    Scheme {
+        /// As given (trimmed).
+        server: String,
+        /// Its scheme.
+        scheme: String,
+    },
+}
+
 /// The server's base URL from `--server` (`http://` is assumed when no scheme is given).
-pub fn base_url(server: &str) -> Result<Url, String> {
+pub fn base_url(server: &str) -> Result<Url, ServerUrlError> {
     let s = server.trim();
     if s.is_empty() {
-        return Err("--server is empty; pass a URL like http://127.0.0.1:9101".into());
+        return Err(ServerUrlError::Empty);
     }
     let full = if s.contains("://") {
         s.to_string()
     } else {
         format!("http://{s}")
     };
-    let mut url =
-        Url::parse(&full).map_err(|e| format!("--server {s:?} is not a valid URL: {e}"))?;
+    let mut url = Url::parse(&full).map_err(|source| ServerUrlError::Invalid {
+        server: s.to_string(),
+        source,
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "--server {s:?}: scheme `{}` is not supported; use http:// or https://",
-            url.scheme()
-        ));
+        return Err(ServerUrlError::Scheme {
+            server: s.to_string(),
+            scheme: url.scheme().to_string(),
+        });
     }
     url.set_query(None);
     url.set_fragment(None);
@@ -100,24 +124,10 @@ pub fn http_error(status: StatusCode, body: &str, has_token: bool) -> String {
     }
 }
 
-/// The causes of a transport error, innermost included, as one line.
-fn chain(e: &reqwest::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        src = s.source();
-    }
-    parts.join(": ")
-}
-
 impl Client {
     /// A client of the server at `server`, sending `token` as a bearer token.
     pub fn new(server: &str, token: Option<String>) -> Result<Client, Failure> {
-        let base = base_url(server).map_err(Failure::Usage)?;
+        let base = base_url(server).map_err(|e| Failure::Usage(e.to_string()))?;
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("squall-cli/", env!("CARGO_PKG_VERSION")))
@@ -142,7 +152,8 @@ impl Client {
         };
         RemoteError {
             status: None,
-            message: format!("{what} {}: {}", self.base, chain(&e)),
+            message: format!("{what} {}: {}", self.base, squall_core::error_chain(&e)),
+            source: Some(e),
         }
     }
 
@@ -194,11 +205,13 @@ impl Client {
         if !status.is_success() {
             return Err(RemoteError {
                 status: Some(status),
+                source: None,
                 message: http_error(status, &text, self.token.is_some()),
             });
         }
         serde_json::from_str(&text).map_err(|e| RemoteError {
             status: Some(status),
+            source: None,
             message: format!(
                 "the server at {} answered {status} with a body that is not JSON ({e}): {}",
                 self.base,
@@ -230,6 +243,7 @@ impl Client {
             let text = resp.text().await.unwrap_or_default();
             return Err(RemoteError {
                 status: Some(status),
+                source: None,
                 message: http_error(status, &text, self.token.is_some()),
             });
         }

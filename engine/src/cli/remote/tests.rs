@@ -24,7 +24,7 @@ fn base_url_adds_http_and_rejects_other_schemes() {
         base_url(" https://squall.example.com/ ").map(|u| u.to_string()),
         Ok("https://squall.example.com/".to_string())
     );
-    assert!(base_url("ftp://host").is_err_and(|e| e.contains("http://")));
+    assert!(base_url("ftp://host").is_err_and(|e| e.to_string().contains("http://")));
     assert!(base_url("").is_err());
     assert!(base_url("http://[bad").is_err());
 }

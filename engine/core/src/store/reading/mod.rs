@@ -32,7 +32,7 @@ pub(crate) fn decode<T: DeserializeOwned + Send>(key: &str, bytes: &[u8]) -> Res
                     .spawn_scoped(s, || {
                         let mut v = parse_deep(bytes)?;
                         clip(&mut v, 1);
-                        serde_json::from_value::<T>(v).map_err(|e| e.to_string())
+                        serde_json::from_value::<T>(v).map_err(DeepError::Decode)
                     })
                     .map(|h| h.join())
             });
@@ -68,17 +68,17 @@ fn clip(v: &mut Json, depth: usize) {
 
 /// Parse JSON text into a value without recursing (any depth). Strings and numbers are
 /// read by serde_json itself, one token at a time.
-fn parse_deep(bytes: &[u8]) -> Result<Json, String> {
+fn parse_deep(bytes: &[u8]) -> Result<Json, DeepError> {
     enum Open {
         Array(Vec<Json>),
         Object(serde_json::Map<String, Json>, Option<String>),
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+    let text = std::str::from_utf8(bytes)?;
     let b = text.as_bytes();
     let mut i = 0;
     let mut stack: Vec<Open> = Vec::new();
     let mut done: Option<Json> = None;
-    let bad = |i: usize, what: &str| format!("{what} at byte {i}");
+    let bad = |at: usize, what: &'static str| DeepError::Syntax { what, at };
     loop {
         while i < b.len() && b[i].is_ascii_whitespace() {
             i += 1;
@@ -119,7 +119,11 @@ fn parse_deep(bytes: &[u8]) -> Result<Json, String> {
                 }
                 i += 1;
                 let s: String = serde_json::from_str(text.get(start..i.min(b.len())).unwrap_or(""))
-                    .map_err(|e| bad(start, &format!("bad string: {e}")))?;
+                    .map_err(|source| DeepError::Token {
+                        what: "string",
+                        at: start,
+                        source,
+                    })?;
                 match stack.last_mut() {
                     Some(Open::Object(_, pending @ None)) => *pending = Some(s),
                     _ => value = Some(Json::String(s)),
@@ -133,8 +137,12 @@ fn parse_deep(bytes: &[u8]) -> Result<Json, String> {
                 {
                     i += 1;
                 }
-                let v: Json = serde_json::from_str(&text[start..i])
-                    .map_err(|e| bad(start, &format!("bad value: {e}")))?;
+                let v: Json =
+                    serde_json::from_str(&text[start..i]).map_err(|source| DeepError::Token {
+                        what: "value",
+                        at: start,
+                        source,
+                    })?;
                 value = Some(v);
             }
         }
@@ -153,9 +161,31 @@ fn parse_deep(bytes: &[u8]) -> Result<Json, String> {
         }
     }
     if !stack.is_empty() {
-        return Err("unexpected end of the document".into());
+        return Err(DeepError::Truncated);
     }
-    done.ok_or_else(|| "empty document".to_string())
+    done.ok_or(DeepError::Empty)
+}
+
+/// Why a deep stored document could not be read again.
+#[derive(Debug, thiserror::Error)]
+enum DeepError {
+    #[error("not UTF-8 text: {0}")]
+    Utf8(#[from] std::str::Utf8Error),
+    #[error("{what} at byte {at}")]
+    Syntax { what: &'static str, at: usize },
+    #[error("bad {what} at byte {at}: {source}")]
+    Token {
+        what: &'static str,
+        at: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("unexpected end of the document")]
+    Truncated,
+    #[error("empty document")]
+    Empty,
+    #[error(transparent)]
+    Decode(serde_json::Error),
 }
 
 /// Records listed, and the keys of those that could not be read and were left out.
@@ -192,8 +222,8 @@ impl<T> Listing<T> {
     /// Note a record that does not decode (logged); other errors are returned.
     pub(crate) fn skip(&mut self, e: StoreError) -> Result<(), StoreError> {
         match e {
-            StoreError::Corrupt { key, message } => {
-                tracing::error!(key = %key, error = %message, "skipping a stored record that cannot be read (run `squall store check`)");
+            StoreError::Corrupt { key, source } => {
+                tracing::error!(key = %key, error = %source, "skipping a stored record that cannot be read (run `squall store check`)");
                 self.skipped.push(key);
                 Ok(())
             }
@@ -238,5 +268,4 @@ impl<T> IntoIterator for Listing<T> {
 }
 
 #[cfg(test)]
-#[path = "reading_tests.rs"]
 mod tests;

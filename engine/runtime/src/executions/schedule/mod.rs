@@ -11,7 +11,6 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-#[path = "sweep.rs"]
 mod sweep;
 
 /// Executions run at once unless `workers` in squall.yaml says otherwise.

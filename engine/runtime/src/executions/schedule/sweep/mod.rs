@@ -109,5 +109,4 @@ impl Engine {
 }
 
 #[cfg(test)]
-#[path = "sweep_tests.rs"]
 mod tests;

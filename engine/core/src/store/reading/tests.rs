@@ -59,7 +59,7 @@ fn damaged_and_absurdly_deep_documents_are_errors_naming_the_key() {
         assert!(err.contains("record e:01BAD cannot be read"), "{err}");
         assert!(err.contains("squall store check"), "{err}");
     }
-    let err = parse_deep(b"[1, 2").unwrap_err();
+    let err = parse_deep(b"[1, 2").unwrap_err().to_string();
     assert!(err.contains("end of the document"), "{err}");
 }
 
