@@ -2,7 +2,10 @@
 //! parameters field by field (Kubernetes, Consul, Vault, AWS). Errors name the parameter.
 
 use super::RunContext;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 use serde_json::Map;
+use squall_core::config::Reference;
 use squall_core::model::Json;
 
 /// Typed access to the parameter object.
@@ -75,5 +78,35 @@ impl<'a> Params<'a> {
                 )),
             },
         }
+    }
+}
+
+/// Decode the parameters of `ctx` into a runner's parameter struct. A parameter that is
+/// null or an empty string counts as absent (a template over an unset optional parameter
+/// renders to one), so its default applies; errors name the parameter
+/// (`parameter `name` is required`, `parameter `limit`: invalid type: ...`).
+pub(crate) fn decode<T: DeserializeOwned>(ctx: &RunContext) -> Result<T, String> {
+    let mut params = ctx.parameters.as_object().cloned().unwrap_or_default();
+    params.retain(|_, v| !(v.is_null() || v.as_str().is_some_and(str::is_empty)));
+    squall_core::config::decode(&Json::Object(params)).map_err(|e| {
+        let missing = e
+            .message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'));
+        match (missing, e.field.is_empty()) {
+            (Some(name), true) => format!("parameter `{name}` is required"),
+            (Some(name), false) => format!("parameter `{}.{name}` is required", e.field),
+            (None, true) => format!("parameters: {}", e.message),
+            (None, false) => format!("parameter `{}`: {}", e.field, e.message),
+        }
+    })
+}
+
+/// The reference of a runner that takes no settings and reads the parameters `P`.
+pub(crate) fn reference<P: JsonSchema>(summary: &'static str) -> Reference {
+    Reference {
+        summary,
+        settings: None,
+        parameters: Some(schemars::schema_for!(P)),
     }
 }
