@@ -85,7 +85,7 @@ impl<'a> Params<'a> {
 /// null or an empty string counts as absent (a template over an unset optional parameter
 /// renders to one), so its default applies; errors name the parameter
 /// (`parameter `name` is required`, `parameter `limit`: invalid type: ...`).
-pub(crate) fn decode<T: DeserializeOwned>(ctx: &RunContext) -> Result<T, String> {
+pub(crate) fn decode<T: DeserializeOwned + JsonSchema>(ctx: &RunContext) -> Result<T, String> {
     let mut params = ctx.parameters.as_object().cloned().unwrap_or_default();
     params.retain(|_, v| !(v.is_null() || v.as_str().is_some_and(str::is_empty)));
     squall_core::config::decode(&Json::Object(params)).map_err(|e| {
@@ -94,12 +94,26 @@ pub(crate) fn decode<T: DeserializeOwned>(ctx: &RunContext) -> Result<T, String>
             .strip_prefix("missing field `")
             .and_then(|m| m.strip_suffix('`'));
         match (missing, e.field.is_empty()) {
-            (Some(name), true) => format!("parameter `{name}` is required"),
+            (Some(name), true) => match described::<T>(name) {
+                Some(d) => format!("parameter `{name}` is required: {d}"),
+                None => format!("parameter `{name}` is required"),
+            },
             (Some(name), false) => format!("parameter `{}.{name}` is required", e.field),
             (None, true) => format!("parameters: {}", e.message),
             (None, false) => format!("parameter `{}`: {}", e.field, e.message),
         }
     })
+}
+
+/// The description of the parameter `name` of `T`, as its `///` doc says.
+fn described<T: JsonSchema>(name: &str) -> Option<String> {
+    let schema = schemars::schema_for!(T);
+    let d = schema
+        .get("properties")?
+        .get(name)?
+        .get("description")?
+        .as_str()?;
+    Some(d.replace('\n', " "))
 }
 
 /// The reference of a runner that takes no settings and reads the parameters `P`.
