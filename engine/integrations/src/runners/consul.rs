@@ -243,7 +243,6 @@ impl Consul {
     }
 }
 
-
 /// The `value` parameter as bytes: a string as is, anything else JSON-encoded, nothing
 /// when absent.
 fn value_bytes(value: Option<&Json>) -> Vec<u8> {
@@ -463,7 +462,7 @@ async fn delete(ctx: &RunContext) -> Outcome {
     }
     match (reply.text().as_str(), cas) {
         ("true", _) => Ok(json!({"key": key, "deleted": true})),
-        ("false", Some(cas)) => Err(consul.cas_conflict("deleting", key, cas as u64).await),
+        ("false", Some(cas)) => Err(consul.cas_conflict("deleting", key, cas).await),
         (other, _) => Err(format!(
             "consul: DELETE kv/{key}: Consul did not delete the key (it answered {other:?})"
         )),

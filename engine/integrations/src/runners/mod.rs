@@ -54,3 +54,7 @@ pub fn add_to(r: &mut Registry) {
         .chain(aws::runners())
         .for_each(|runner| r.add(runner));
 }
+
+#[cfg(test)]
+#[path = "pack_tests.rs"]
+mod pack_tests;

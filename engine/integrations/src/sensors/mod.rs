@@ -64,7 +64,11 @@ pub(crate) fn decode_config<T: DeserializeOwned>(
     Err(problems
         .into_iter()
         .map(|(f, m)| {
-            let at = if f.is_empty() { "config".to_string() } else { format!("config.{f}") };
+            let at = if f.is_empty() {
+                "config".to_string()
+            } else {
+                format!("config.{f}")
+            };
             (f, format!("{at}: {m}"))
         })
         .collect())

@@ -3,14 +3,14 @@
 //! the `aws.rds.poll` sensor are in [`crate::aws::rds`].
 
 use super::{clients, int32, Outcome};
-use crate::runners::params::decode;
-use crate::sensors::aws_rds::Values;
 use crate::aws::config::{describe_error, error_code};
 use crate::aws::rds::{
     filters_from, final_snapshot_name, find, incompatible, list, status_of, summary, tags_from,
     DEFAULT_ALLOCATED_STORAGE, DEFAULT_INSTANCE_CLASS, NOT_FOUND,
 };
+use crate::runners::params::decode;
 use crate::runners::RunContext;
+use crate::sensors::aws_rds::Values;
 use aws_sdk_rds::types::Filter;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -197,9 +197,13 @@ pub struct DeleteParams {
 
 async fn create(ctx: &RunContext) -> Outcome {
     let p: CreateParams = decode(ctx)?;
-    let (id, engine, class) = (p.identifier.as_str(), p.engine.as_str(), p.instance_class.as_str());
-    let storage = int32("allocated_storage", Some(p.allocated_storage))?
-        .unwrap_or(DEFAULT_ALLOCATED_STORAGE);
+    let (id, engine, class) = (
+        p.identifier.as_str(),
+        p.engine.as_str(),
+        p.instance_class.as_str(),
+    );
+    let storage =
+        int32("allocated_storage", Some(p.allocated_storage))?.unwrap_or(DEFAULT_ALLOCATED_STORAGE);
     let password = p.master_password.as_str();
     let tags = Some(tags_from(&p.tags)?).filter(|t| !t.is_empty());
     let aws = clients(ctx, &p.account, &p.region).await?;
@@ -219,10 +223,7 @@ async fn create(ctx: &RunContext) -> Outcome {
         .set_publicly_accessible(p.publicly_accessible)
         .set_storage_type(p.storage_type.clone())
         .set_storage_encrypted(p.storage_encrypted)
-        .set_backup_retention_period(int32(
-            "backup_retention_period",
-            p.backup_retention_period,
-        )?)
+        .set_backup_retention_period(int32("backup_retention_period", p.backup_retention_period)?)
         .set_vpc_security_group_ids(p.vpc_security_group_ids.clone().map(|v| v.0))
         .set_db_subnet_group_name(p.db_subnet_group_name.clone())
         .set_tags(tags);
@@ -297,10 +298,7 @@ async fn modify(ctx: &RunContext) -> Outcome {
         .set_allocated_storage(int32("allocated_storage", p.allocated_storage)?)
         .set_engine_version(p.engine_version.clone())
         .set_master_user_password(p.master_password.clone())
-        .set_backup_retention_period(int32(
-            "backup_retention_period",
-            p.backup_retention_period,
-        )?)
+        .set_backup_retention_period(int32("backup_retention_period", p.backup_retention_period)?)
         .send()
         .await
         .map_err(|e| describe_error(&e, &aws, "RDS"))?;

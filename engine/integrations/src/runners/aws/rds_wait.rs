@@ -3,11 +3,11 @@
 //! output, a timeout, and an immediate failure on a status it cannot come back from.
 
 use super::{clients, Outcome};
+use crate::aws::rds::{find, status_of, summary};
 use crate::runners::params::decode;
+use crate::runners::RunContext;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use crate::aws::rds::{find, status_of, summary};
-use crate::runners::RunContext;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -160,9 +160,8 @@ async fn wait(ctx: &RunContext) -> Outcome {
             ));
         }
     }
-    if !(interval >= MIN_INTERVAL && max_interval >= MIN_INTERVAL)
-        || !(interval.is_finite() && max_interval.is_finite())
-    {
+    let valid = |n: f64| n.is_finite() && n >= MIN_INTERVAL;
+    if !(valid(interval) && valid(max_interval)) {
         return Err(format!(
             "`interval` and `max_interval` must be at least {MIN_INTERVAL} s, got {interval} and {max_interval}"
         ));

@@ -3,8 +3,8 @@
 //! clear values still flow to the next task of a workflow.
 
 use super::{clients, int32, Outcome};
-use crate::runners::params::decode;
 use crate::aws::config::{describe_error, DEFAULT_SESSION_NAME};
+use crate::runners::params::decode;
 use crate::runners::RunContext;
 use aws_sdk_sts::primitives::DateTimeFormat;
 use schemars::JsonSchema;

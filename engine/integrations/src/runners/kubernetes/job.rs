@@ -317,7 +317,9 @@ fn string_map(map: &Option<Map<String, Json>>) -> Map<String, Json> {
 
 /// A string value as is, any other as JSON.
 fn text(v: &Json) -> String {
-    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
 }
 
 /// The `command` parameter: a list, or a string run with `sh -c`.

@@ -9,7 +9,7 @@ use kube::api::{
 };
 use kube::runtime::wait::{await_condition, conditions};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use squall_core::model::Json;
 use std::time::Duration;
@@ -177,7 +177,7 @@ fn delete_wait_timeout() -> f64 {
 }
 
 /// How `kubernetes.patch` patches.
-#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PatchType {
     /// A JSON merge patch (RFC 7386).

@@ -4,14 +4,14 @@
 use super::{api_error, client, Kind, Outcome, DEFAULT_NAMESPACE};
 use crate::runners::params::decode;
 use crate::runners::{OutputSink, RunContext};
-use schemars::JsonSchema;
-use serde::Deserialize;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::Resource;
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::json;
 use squall_core::expr::{Expr, Vars};
 use squall_core::model::Json;
@@ -270,22 +270,16 @@ async fn wait(ctx: &RunContext) -> Outcome {
     let k = Kind::resolve(ctx, p.cluster.as_deref(), &p.api_version, &p.kind).await?;
     let what = k.describe(name, ns);
     ctx.output.emit("progress", format!("waiting for {what}\n"));
-    watch_one(
-        k.api(ns),
-        name,
-        timeout,
-        &ctx.output,
-        |obj| match obj {
-            None => Check::Pending(Some(format!("{what} does not exist (yet)"))),
-            Some(o) => {
-                let v = k.to_json(o);
-                match until.holds(&v) {
-                    (true, _) => Check::Done(v),
-                    (false, note) => Check::Pending(note.map(|n| format!("{what}: {n}"))),
-                }
+    watch_one(k.api(ns), name, timeout, &ctx.output, |obj| match obj {
+        None => Check::Pending(Some(format!("{what} does not exist (yet)"))),
+        Some(o) => {
+            let v = k.to_json(o);
+            match until.holds(&v) {
+                (true, _) => Check::Done(v),
+                (false, note) => Check::Pending(note.map(|n| format!("{what}: {n}"))),
             }
-        },
-    )
+        }
+    })
     .await
     .map_err(|e| format!("waiting for {what}: {e}"))
 }
@@ -295,7 +289,10 @@ async fn logs(ctx: &RunContext) -> Outcome {
     let name = p.name.as_str();
     let ns = p.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
     let container = p.container.as_deref();
-    for (key, n) in [("tail_lines", p.tail_lines), ("since_seconds", p.since_seconds)] {
+    for (key, n) in [
+        ("tail_lines", p.tail_lines),
+        ("since_seconds", p.since_seconds),
+    ] {
         if n.is_some_and(|n| n < 0) {
             return Err(format!(
                 "parameter `{key}` must be a non-negative integer, got {}",
