@@ -25,12 +25,14 @@
 //! `ModifyIndex`; an agent that cannot be reached gives `cannot reach Consul at ADDR:
 //! connection refused`. The token never appears in results, errors or logs.
 
-use super::params::Params;
+use super::params::decode;
 use super::rest::{config_str, path_param, Endpoint, Reply};
 use super::{Outcome, RunContext, Runner};
 use base64::Engine as _;
 use reqwest::header::HeaderValue;
 use reqwest::{Method, Url};
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::json;
 use squall_core::model::Json;
 use std::sync::Arc;
@@ -43,24 +45,86 @@ pub fn runners() -> Vec<Arc<dyn Runner>> {
     vec![Arc::new(KvPut), Arc::new(KvGet), Arc::new(KvDelete)]
 }
 
-squall_core::work_runner!(
+super::runner!(
     /// `consul.kv_put`: write a key. Result `{key, written: true}`.
-    KvPut,
-    "consul.kv_put",
-    put
+    KvPut, "consul.kv_put", put, PutParams,
+    "Writes a Consul key (strings as is, other values JSON-encoded), optionally as a check-and-set; the result is `{key, written: true}`."
 );
-squall_core::work_runner!(
+super::runner!(
     /// `consul.kv_get`: read a key, a prefix (`recurse`) or key names (`keys`).
-    KvGet,
-    "consul.kv_get",
-    get
+    KvGet, "consul.kv_get", get, GetParams,
+    "Reads a Consul key, every key under a prefix (`recurse`) or only key names (`keys`)."
 );
-squall_core::work_runner!(
+super::runner!(
     /// `consul.kv_delete`: delete a key or a prefix. Result `{key, deleted}`.
-    KvDelete,
-    "consul.kv_delete",
-    delete
+    KvDelete, "consul.kv_delete", delete, DeleteParams,
+    "Deletes a Consul key (a check-and-set with `cas`) or every key under a prefix (`recurse`); the result is `{key, deleted}`."
 );
+
+/// Parameters of `consul.kv_put` (every one is read).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutParams {
+    /// The key, e.g. `dbaas/prod/orders/endpoint` (a leading `/` is dropped).
+    pub key: String,
+    /// The value: a string is stored as is, anything else JSON-encoded; an empty value
+    /// when absent.
+    #[serde(default)]
+    pub value: Option<Json>,
+    /// Write only if the key's ModifyIndex is this (0: only if the key does not exist).
+    #[serde(default)]
+    pub cas: Option<u64>,
+    /// An opaque unsigned integer stored with the key.
+    #[serde(default)]
+    pub flags: Option<u64>,
+    /// The datacenter; `config/consul.yaml`'s, else the agent's own, when absent.
+    #[serde(default)]
+    pub datacenter: Option<String>,
+}
+
+/// Parameters of `consul.kv_get` (every one is read).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetParams {
+    /// The key, or the prefix with `recurse`/`keys` (empty: every key).
+    #[serde(default)]
+    pub key: String,
+    /// Read every key under the prefix `key`.
+    #[serde(default)]
+    pub recurse: bool,
+    /// List the key names under the prefix `key`, without values.
+    #[serde(default)]
+    pub keys: bool,
+    /// With `keys`: list only up to this separator (`/`), like folders.
+    #[serde(default)]
+    pub separator: Option<String>,
+    /// Parse the values as JSON.
+    #[serde(default)]
+    pub json: bool,
+    /// Fail when nothing is found (instead of succeeding with `found: false`).
+    #[serde(default)]
+    pub required: bool,
+    /// The datacenter; `config/consul.yaml`'s, else the agent's own, when absent.
+    #[serde(default)]
+    pub datacenter: Option<String>,
+}
+
+/// Parameters of `consul.kv_delete` (every one is read).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    /// The key, or the prefix with `recurse`.
+    pub key: String,
+    /// Delete every key under the prefix `key`.
+    #[serde(default)]
+    pub recurse: bool,
+    /// Delete only if the key's ModifyIndex is this.
+    #[serde(default)]
+    pub cas: Option<u64>,
+    /// The datacenter; `config/consul.yaml`'s, else the agent's own, when absent.
+    #[serde(default)]
+    pub datacenter: Option<String>,
+}
 
 /// One Consul agent as configured, with the datacenter for this execution.
 struct Consul {
@@ -71,15 +135,15 @@ struct Consul {
 
 impl Consul {
     /// The pack configuration, with the `datacenter` parameter overriding the config's.
-    fn of(ctx: &RunContext) -> Result<Consul, String> {
+    fn of(ctx: &RunContext, datacenter: &Option<String>) -> Result<Consul, String> {
         let cfg = &ctx.pack_config;
         let endpoint = Endpoint::from_config("Consul", "consul", cfg, DEFAULT_ADDRESS)?;
         let token = config_str(cfg, "consul", "token")?;
         if let Some(t) = &token {
             squall_core::secrets::register(t);
         }
-        let datacenter = match Params::of(ctx).opt_str("datacenter")? {
-            Some(dc) => Some(dc.to_string()),
+        let datacenter = match datacenter {
+            Some(dc) => Some(dc.clone()),
             None => config_str(cfg, "consul", "datacenter")?,
         };
         Ok(Consul {
@@ -179,11 +243,6 @@ impl Consul {
     }
 }
 
-/// The `key` parameter (leading `/` removed).
-fn key_param<'a>(p: &Params<'a>) -> Result<&'a str, String> {
-    path_param(p.opt_str("key")?, "key")
-}
-
 /// The `value` parameter as bytes: a string as is, anything else JSON-encoded, nothing
 /// when absent.
 fn value_bytes(value: Option<&Json>) -> Vec<u8> {
@@ -195,11 +254,10 @@ fn value_bytes(value: Option<&Json>) -> Vec<u8> {
 }
 
 async fn put(ctx: &RunContext) -> Outcome {
-    let p = Params::of(ctx);
-    let consul = Consul::of(ctx)?;
-    let key = key_param(&p)?;
-    let cas = p.int("cas")?;
-    let flags = p.int("flags")?;
+    let p: PutParams = decode(ctx)?;
+    let consul = Consul::of(ctx, &p.datacenter)?;
+    let key = path_param(Some(&p.key), "key")?;
+    let (cas, flags) = (p.cas, p.flags);
     let mut query = Vec::new();
     if let Some(c) = cas {
         query.push(("cas", Some(c.to_string())));
@@ -208,14 +266,14 @@ async fn put(ctx: &RunContext) -> Outcome {
         query.push(("flags", Some(f.to_string())));
     }
     let url = consul.kv_url(key, &query);
-    let body = value_bytes(p.value("value"));
+    let body = value_bytes(p.value.as_ref());
     let reply = consul.call(Method::PUT, url, Some(body)).await?;
     if !reply.ok() {
         return Err(consul.failure(&Method::PUT, key, &reply));
     }
     match (reply.text().as_str(), cas) {
         ("true", _) => Ok(json!({"key": key, "written": true})),
-        ("false", Some(cas)) => Err(consul.cas_conflict("writing", key, cas as u64).await),
+        ("false", Some(cas)) => Err(consul.cas_conflict("writing", key, cas).await),
         (other, _) => Err(format!(
             "consul: PUT kv/{key}: Consul did not write the key (it answered {other:?})"
         )),
@@ -231,14 +289,11 @@ enum Mode {
 }
 
 async fn get(ctx: &RunContext) -> Outcome {
-    let p = Params::of(ctx);
-    let consul = Consul::of(ctx)?;
-    let key = p.opt_str("key")?.unwrap_or("").trim_start_matches('/');
-    let recurse = p.bool("recurse", false)?;
-    let keys = p.bool("keys", false)?;
-    let parse_json = p.bool("json", false)?;
-    let required = p.bool("required", false)?;
-    let separator = p.opt_str("separator")?;
+    let p: GetParams = decode(ctx)?;
+    let consul = Consul::of(ctx, &p.datacenter)?;
+    let key = p.key.trim_start_matches('/');
+    let (recurse, keys, parse_json, required) = (p.recurse, p.keys, p.json, p.required);
+    let separator = p.separator.as_deref();
     let mode = match (recurse, keys) {
         (true, true) => {
             return Err(
@@ -372,11 +427,10 @@ fn entry(e: &Json, parse_json: bool) -> Result<Json, String> {
 }
 
 async fn delete(ctx: &RunContext) -> Outcome {
-    let p = Params::of(ctx);
-    let consul = Consul::of(ctx)?;
-    let key = key_param(&p)?;
-    let recurse = p.bool("recurse", false)?;
-    let cas = p.int("cas")?;
+    let p: DeleteParams = decode(ctx)?;
+    let consul = Consul::of(ctx, &p.datacenter)?;
+    let key = path_param(Some(&p.key), "key")?;
+    let (recurse, cas) = (p.recurse, p.cas);
     if recurse && cas.is_some() {
         return Err("`cas` applies to one key; it cannot be combined with `recurse`".into());
     }
@@ -408,7 +462,7 @@ async fn delete(ctx: &RunContext) -> Outcome {
     }
     match (reply.text().as_str(), cas) {
         ("true", _) => Ok(json!({"key": key, "deleted": true})),
-        ("false", Some(cas)) => Err(consul.cas_conflict("deleting", key, cas as u64).await),
+        ("false", Some(cas)) => Err(consul.cas_conflict("deleting", key, cas).await),
         (other, _) => Err(format!(
             "consul: DELETE kv/{key}: Consul did not delete the key (it answered {other:?})"
         )),

@@ -25,12 +25,14 @@
 //! unreachable server gives `cannot reach Vault at ADDR: connection refused`. Tokens,
 //! secret ids and secret data never appear in results, errors or logs.
 
-use super::params::Params;
+use super::params::decode;
 use super::rest::{config_str, Endpoint, Reply};
 use super::{Outcome, RunContext, Runner};
 use reqwest::header::HeaderValue;
 use reqwest::Method;
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Map};
 use squall_core::locks::MutexExt;
 use squall_core::model::Json;
 use std::collections::HashMap;
@@ -52,30 +54,95 @@ pub fn runners() -> Vec<Arc<dyn Runner>> {
     ]
 }
 
-squall_core::work_runner!(
+super::runner!(
     /// `vault.kv_write`: write a secret. Result `{path, version, created_time}`.
-    KvWrite,
-    "vault.kv_write",
-    write
+    KvWrite, "vault.kv_write", write, WriteParams,
+    "Writes a secret to a KV v2 engine, optionally as a check-and-set; the result is `{path, version, created_time}`."
 );
-squall_core::work_runner!(
+super::runner!(
     /// `vault.kv_read`: read a secret. Result `{path, found, data, version, created_time, deleted}`.
-    KvRead,
-    "vault.kv_read",
-    read
+    KvRead, "vault.kv_read", read, ReadParams,
+    "Reads a secret (a version of it) from a KV v2 engine; its values become secrets, masked in records and output."
 );
-squall_core::work_runner!(
+super::runner!(
     /// `vault.kv_delete`: delete versions or the whole secret. Result `{path, deleted: true}`.
-    KvDelete,
-    "vault.kv_delete",
-    delete
+    KvDelete, "vault.kv_delete", delete, DeleteParams,
+    "Deletes the latest version of a secret, some versions (soft) or the whole secret with its metadata (`all_versions`)."
 );
-squall_core::work_runner!(
+super::runner!(
     /// `vault.kv_metadata`: a secret's metadata.
-    KvMetadata,
-    "vault.kv_metadata",
-    metadata
+    KvMetadata, "vault.kv_metadata", metadata, MetadataParams,
+    "Reads a secret's metadata: its versions, current and oldest version, times and custom metadata."
 );
+
+/// Parameters of `vault.kv_write` (every one is read).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteParams {
+    /// Path inside the mount, e.g. `dbaas/prod/orders`.
+    pub path: String,
+    /// The secret: an object of key: value.
+    pub data: Map<String, Json>,
+    /// Write only if the current version is this (0: only if the secret does not exist).
+    #[serde(default)]
+    pub cas: Option<u64>,
+    /// The KV v2 mount; `config/vault.yaml`'s, else `secret`, when absent.
+    #[serde(default)]
+    pub mount: Option<String>,
+}
+
+/// Parameters of `vault.kv_read` (every one is read).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadParams {
+    /// Path inside the mount, e.g. `dbaas/prod/orders`.
+    pub path: String,
+    /// The version to read; the latest when absent.
+    #[serde(default)]
+    pub version: Option<u64>,
+    /// Fail when the secret (version) does not exist or is deleted; with `false`,
+    /// succeed with `found: false`.
+    #[serde(default = "yes")]
+    pub required: bool,
+    /// Only the values under these keys become secrets (every value when absent).
+    #[serde(default)]
+    pub secret_keys: Option<Vec<String>>,
+    /// The KV v2 mount; `config/vault.yaml`'s, else `secret`, when absent.
+    #[serde(default)]
+    pub mount: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Parameters of `vault.kv_delete` (every one is read).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    /// Path inside the mount, e.g. `dbaas/prod/orders`.
+    pub path: String,
+    /// Soft-delete these versions (they can be undeleted).
+    #[serde(default)]
+    pub versions: Option<Vec<u64>>,
+    /// Delete the metadata and every version, for good (deprovisioning).
+    #[serde(default)]
+    pub all_versions: bool,
+    /// The KV v2 mount; `config/vault.yaml`'s, else `secret`, when absent.
+    #[serde(default)]
+    pub mount: Option<String>,
+}
+
+/// Parameters of `vault.kv_metadata` (every one is read).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataParams {
+    /// Path inside the mount, e.g. `dbaas/prod/orders`.
+    pub path: String,
+    /// The KV v2 mount; `config/vault.yaml`'s, else `secret`, when absent.
+    #[serde(default)]
+    pub mount: Option<String>,
+}
 
 /// How the runners authenticate.
 enum Auth {
@@ -105,7 +172,7 @@ struct Vault {
 
 impl Vault {
     /// The pack configuration, with the `mount` parameter overriding the config's.
-    fn of(ctx: &RunContext) -> Result<Vault, String> {
+    fn of(ctx: &RunContext, mount: &Option<String>) -> Result<Vault, String> {
         let cfg = &ctx.pack_config;
         let endpoint = Endpoint::from_config("Vault", "vault", cfg, DEFAULT_ADDRESS)?;
         let token = config_str(cfg, "vault", "token")?;
@@ -129,8 +196,8 @@ impl Vault {
             Auth::Token(t) => squall_core::secrets::register(t),
             Auth::AppRole { secret_id, .. } => squall_core::secrets::register(secret_id),
         }
-        let mount = match Params::of(ctx).opt_str("mount")? {
-            Some(m) => m.to_string(),
+        let mount = match mount {
+            Some(m) => m.clone(),
             None => config_str(cfg, "vault", "mount")?.unwrap_or_else(|| DEFAULT_MOUNT.into()),
         };
         let mount = mount.trim_matches('/').to_string();
@@ -328,8 +395,8 @@ fn missing(reply: &Reply) -> bool {
 }
 
 /// The `path` parameter without surrounding `/`.
-fn path_param<'a>(p: &Params<'a>) -> Result<&'a str, String> {
-    let path = p.opt_str("path")?.unwrap_or("").trim_matches('/');
+fn path_param(path: &str) -> Result<&str, String> {
+    let path = path.trim_matches('/');
     if path.is_empty() {
         return Err(
             "parameter `path` is required (the secret's path inside the mount, e.g. app/db)".into(),
@@ -339,16 +406,11 @@ fn path_param<'a>(p: &Params<'a>) -> Result<&'a str, String> {
 }
 
 async fn write(ctx: &RunContext) -> Outcome {
-    let p = Params::of(ctx);
-    let vault = Vault::of(ctx)?;
-    let path = path_param(&p)?;
-    let data = match p.value("data") {
-        Some(d @ Json::Object(_)) => d.clone(),
-        None => return Err("parameter `data` is required (an object of key: value)".into()),
-        Some(_) => return Err("parameter `data` must be an object of key: value".into()),
-    };
-    let mut body = json!({"data": data});
-    if let Some(cas) = p.int("cas")? {
+    let p: WriteParams = decode(ctx)?;
+    let vault = Vault::of(ctx, &p.mount)?;
+    let path = path_param(&p.path)?;
+    let mut body = json!({"data": p.data});
+    if let Some(cas) = p.cas {
         body["options"] = json!({"cas": cas});
     }
     let reply = vault
@@ -377,10 +439,10 @@ fn is_deleted(meta: &Json) -> bool {
 /// Register the values of a secret read from Vault as secrets: every value, or with
 /// `secret_keys` only the values under those keys (so that a host name or an engine stored
 /// beside a password is not masked everywhere).
-fn register_secret_values(data: &Json, secret_keys: Option<&Json>) {
-    match secret_keys.and_then(Json::as_array) {
+fn register_secret_values(data: &Json, secret_keys: Option<&[String]>) {
+    match secret_keys {
         Some(keys) => {
-            for key in keys.iter().filter_map(Json::as_str) {
+            for key in keys {
                 if let Some(v) = data.get(key) {
                     squall_core::secrets::register_json(v);
                 }
@@ -391,11 +453,10 @@ fn register_secret_values(data: &Json, secret_keys: Option<&Json>) {
 }
 
 async fn read(ctx: &RunContext) -> Outcome {
-    let p = Params::of(ctx);
-    let vault = Vault::of(ctx)?;
-    let path = path_param(&p)?;
-    let required = p.bool("required", true)?;
-    let version = p.int("version")?;
+    let p: ReadParams = decode(ctx)?;
+    let vault = Vault::of(ctx, &p.mount)?;
+    let path = path_param(&p.path)?;
+    let (required, version) = (p.required, p.version);
     let query: Vec<(&str, String)> = version
         .map(|v| ("version", v.to_string()))
         .into_iter()
@@ -415,7 +476,7 @@ async fn read(ctx: &RunContext) -> Outcome {
     let found = reply.ok() && !deleted && data.is_object();
     if found {
         // The values are secrets from here on: masked in records and output, usable in scope.
-        register_secret_values(&data, ctx.parameters.get("secret_keys"));
+        register_secret_values(&data, p.secret_keys.as_deref());
     } else if required {
         let which = match version {
             Some(v) => format!("version {v} of "),
@@ -442,29 +503,16 @@ async fn read(ctx: &RunContext) -> Outcome {
 }
 
 async fn delete(ctx: &RunContext) -> Outcome {
-    let p = Params::of(ctx);
-    let vault = Vault::of(ctx)?;
-    let path = path_param(&p)?;
-    let all = p.bool("all_versions", false)?;
-    let versions = match p.value("versions") {
-        None => None,
-        Some(Json::Array(items)) => Some(
-            items
-                .iter()
-                .map(|v| match v.as_u64() {
-                    Some(n) if n > 0 => Ok(n),
-                    _ => Err(format!(
-                        "parameter `versions` must list version numbers (1, 2, ...), got {v}"
-                    )),
-                })
-                .collect::<Result<Vec<u64>, String>>()?,
-        ),
-        Some(other) => {
-            return Err(format!(
-                "parameter `versions` must be a list of version numbers, got {other}"
-            ))
-        }
-    };
+    let p: DeleteParams = decode(ctx)?;
+    let vault = Vault::of(ctx, &p.mount)?;
+    let path = path_param(&p.path)?;
+    let all = p.all_versions;
+    if let Some(v) = p.versions.iter().flatten().find(|v| **v == 0) {
+        return Err(format!(
+            "parameter `versions` must list version numbers (1, 2, ...), got {v}"
+        ));
+    }
+    let versions = p.versions;
     let (method, kind, body) = match (all, versions) {
         (true, Some(_)) => {
             return Err("give either `versions` (soft-delete those) or `all_versions: true` (delete everything), not both".into())
@@ -487,9 +535,9 @@ async fn delete(ctx: &RunContext) -> Outcome {
 }
 
 async fn metadata(ctx: &RunContext) -> Outcome {
-    let p = Params::of(ctx);
-    let vault = Vault::of(ctx)?;
-    let path = path_param(&p)?;
+    let p: MetadataParams = decode(ctx)?;
+    let vault = Vault::of(ctx, &p.mount)?;
+    let path = path_param(&p.path)?;
     let reply = vault.call(Method::GET, "metadata", path, &[], None).await?;
     if missing(&reply) {
         return Ok(json!({

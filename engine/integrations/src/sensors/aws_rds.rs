@@ -35,37 +35,106 @@
 //! reason: `squall sensor list` shows it and the supervisor restarts the sensor with
 //! backoff. The checkpoint is kept, so the next successful poll catches up.
 
-use super::{emit_with_retry, Sensor, SensorContext, SensorError};
+use super::{blank_is_none, decode_config, emit_with_retry, Sensor, SensorContext, SensorError};
 use crate::aws::{connect, rds};
 use async_trait::async_trait;
 use aws_sdk_rds::types::Filter;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::json;
+use squall_core::config::Reference;
 use squall_core::model::Json;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The `aws.rds.poll` sensor type.
 pub struct AwsRdsPollSensor;
 
-const FIELDS: [&str; 5] = ["account", "region", "every", "filters", "identifiers"];
 /// Poll period when `every` is not given.
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(60);
 /// The `new_status` of an instance that is no longer listed.
 pub const DELETED: &str = "deleted";
 
-/// A checked `config:`.
-#[derive(Debug, Clone, PartialEq)]
+/// The `config:` of an `aws.rds.poll` sensor.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PollConfig {
-    /// Account name (`None`: the default account).
+    /// An account of `config/aws.yaml`; its `default_account` when absent.
+    #[serde(default, deserialize_with = "blank_is_none")]
     pub account: Option<String>,
-    /// Region (`None`: the account's).
+    /// The region to poll; the account's region when absent.
+    #[serde(default, deserialize_with = "blank_is_none")]
     pub region: Option<String>,
-    /// Poll period.
-    pub every: Duration,
-    /// RDS filters, name → values.
-    pub filters: BTreeMap<String, Vec<String>>,
-    /// Only these instances (empty: all).
-    pub identifiers: Vec<String>,
+    /// Poll period: a duration such as `30s` or `5m`, or a number of seconds (at least
+    /// 1s).
+    #[serde(default)]
+    pub every: Every,
+    /// RDS filters, filter name → a value or a list of values (`{engine: [postgres]}`).
+    #[serde(default)]
+    pub filters: BTreeMap<String, Values>,
+    /// Only these DB instance identifiers (all instances when empty).
+    #[serde(default)]
+    pub identifiers: Values,
+}
+
+/// A poll period (`every`), checked as the `interval` sensor checks its own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Every(pub Duration);
+
+impl Default for Every {
+    fn default() -> Self {
+        Every(DEFAULT_EVERY)
+    }
+}
+
+impl<'de> Deserialize<'de> for Every {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Json::deserialize(d)?;
+        if v.is_null() {
+            return Ok(Every::default());
+        }
+        squall_core::duration::every(&json!({ "every": v }))
+            .map(Every)
+            .map_err(|(_, m)| D::Error::custom(m))
+    }
+}
+
+impl Serialize for Every {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        format!("{}s", self.0.as_secs()).serialize(s)
+    }
+}
+
+impl JsonSchema for Every {
+    fn schema_name() -> Cow<'static, str> {
+        "Every".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": ["string", "number"]})
+    }
+}
+
+/// One string or a list of strings, as RDS filter values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
+pub struct Values(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Values {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Json::deserialize(d)?;
+        match &v {
+            Json::Null => Ok(Values::default()),
+            _ => crate::aws::strings(&v).map(Values).ok_or_else(|| {
+                D::Error::custom(format!("must be a string or a list of strings, not `{v}`"))
+            }),
+        }
+    }
 }
 
 impl PollConfig {
@@ -77,15 +146,15 @@ impl PollConfig {
             .map(|(name, values)| {
                 Filter::builder()
                     .name(name)
-                    .set_values(Some(values.clone()))
+                    .set_values(Some(values.0.clone()))
                     .build()
             })
             .collect();
-        if !self.identifiers.is_empty() {
+        if !self.identifiers.0.is_empty() {
             out.push(
                 Filter::builder()
                     .name("db-instance-id")
-                    .set_values(Some(self.identifiers.clone()))
+                    .set_values(Some(self.identifiers.0.clone()))
                     .build(),
             );
         }
@@ -98,90 +167,26 @@ impl PollConfig {
     }
 }
 
-fn string_list(v: &Json) -> Option<Vec<String>> {
-    crate::aws::strings(v)
-}
-
 /// Check `config`: each problem as `(field, message naming config.<field>)`.
 pub fn parse(config: &Json) -> Result<PollConfig, Vec<(String, String)>> {
-    let mut errs: Vec<(String, String)> = Vec::new();
-    if let Some(map) = config.as_object() {
-        for key in map.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
-            errs.push((
-                key.clone(),
-                format!(
-                    "unknown setting `{key}`; aws.rds.poll takes {}",
-                    FIELDS.join(", ")
-                ),
-            ));
-        }
+    let cfg: PollConfig = decode_config(config, |_| None)?;
+    // A filter with no value would match nothing: RDS refuses it.
+    let empty: Vec<(String, String)> = cfg
+        .filters
+        .iter()
+        .filter(|(_, v)| v.0.is_empty())
+        .map(|(name, _)| {
+            (
+                format!("filters.{name}"),
+                format!("config.filters.{name}: must be a string or a non-empty list of strings"),
+            )
+        })
+        .collect();
+    if empty.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(empty)
     }
-    let mut opt = |field: &str| match config.get(field) {
-        None | Some(Json::Null) => None,
-        Some(Json::String(s)) if s.trim().is_empty() => None,
-        Some(Json::String(s)) => Some(s.trim().to_string()),
-        Some(other) => {
-            errs.push((field.into(), format!("must be a string, not `{other}`")));
-            None
-        }
-    };
-    let account = opt("account");
-    let region = opt("region");
-    let every = match config.get("every") {
-        None | Some(Json::Null) => DEFAULT_EVERY,
-        Some(_) => match squall_core::duration::every(config) {
-            Ok(d) => d,
-            Err((_, m)) => {
-                errs.push(("every".into(), m));
-                DEFAULT_EVERY
-            }
-        },
-    };
-    let mut filters = BTreeMap::new();
-    match config.get("filters") {
-        None | Some(Json::Null) => {}
-        Some(Json::Object(map)) => {
-            for (name, values) in map {
-                match string_list(values) {
-                    Some(v) if !v.is_empty() => {
-                        filters.insert(name.clone(), v);
-                    }
-                    _ => errs.push((
-                        format!("filters.{name}"),
-                        format!("must be a string or a non-empty list of strings, not `{values}`"),
-                    )),
-                }
-            }
-        }
-        Some(other) => errs.push((
-            "filters".into(),
-            format!("must be a map of filter name to values (e.g. {{engine: [postgres]}}), not `{other}`"),
-        )),
-    }
-    let identifiers = match config.get("identifiers") {
-        None | Some(Json::Null) => Vec::new(),
-        Some(v) => string_list(v).unwrap_or_else(|| {
-            errs.push((
-                "identifiers".into(),
-                format!("must be a list of DB instance identifiers, not `{v}`"),
-            ));
-            Vec::new()
-        }),
-    };
-    if !errs.is_empty() {
-        // The messages name the field themselves, as `config.<field>: ...`.
-        return Err(errs
-            .into_iter()
-            .map(|(f, m)| (f.clone(), format!("config.{f}: {m}")))
-            .collect());
-    }
-    Ok(PollConfig {
-        account,
-        region,
-        every,
-        filters,
-        identifiers,
-    })
 }
 
 /// One status change to emit: `(identifier, old, new, instance summary or null)`.
@@ -311,6 +316,14 @@ impl Sensor for AwsRdsPollSensor {
         parse(config).err().unwrap_or_default()
     }
 
+    fn reference(&self) -> Reference {
+        Reference::settings::<PollConfig>(
+            "Polls RDS DB instances of an account of `config/aws.yaml` and emits \
+             `aws.rds.instance_status_changed` whenever an instance's status changes \
+             (`deleted` when it is gone).",
+        )
+    }
+
     fn config_pack(&self) -> Option<&'static str> {
         Some("aws")
     }
@@ -328,7 +341,7 @@ impl Sensor for AwsRdsPollSensor {
             }
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(cfg.every) => {}
+                _ = tokio::time::sleep(cfg.every.0) => {}
             }
         }
     }

@@ -12,7 +12,7 @@ fn fields(c: Json) -> Vec<String> {
 #[test]
 fn config_defaults_and_field_errors() {
     let c = parse(&json!({})).expect("empty config is valid");
-    assert_eq!(c.every, DEFAULT_EVERY);
+    assert_eq!(c.every.0, DEFAULT_EVERY);
     assert_eq!(c.account, None);
     assert!(c.rds_filters().is_empty());
     let c = parse(&json!({
@@ -22,8 +22,8 @@ fn config_defaults_and_field_errors() {
     }))
     .expect("valid");
     assert_eq!(c.account.as_deref(), Some("prod"));
-    assert_eq!(c.every, Duration::from_secs(30));
-    assert_eq!(c.filters["db-cluster-id"], ["c1"]);
+    assert_eq!(c.every.0, Duration::from_secs(30));
+    assert_eq!(c.filters["db-cluster-id"].0, ["c1"]);
     let f = c.rds_filters();
     assert_eq!(f.len(), 3);
     assert_eq!(f[2].name(), Some("db-instance-id"));
@@ -37,8 +37,9 @@ fn config_defaults_and_field_errors() {
     );
     assert_eq!(fields(json!({"identifiers": 3})), ["identifiers"]);
     assert_eq!(
+        // Every wrong setting, in the order of the file.
         fields(json!({"region": 3, "intervall": "5s"})),
-        ["intervall", "region"]
+        ["region", "intervall"]
     );
     let (_, msg) = &parse(&json!({"every": "soon"})).unwrap_err()[0];
     assert!(msg.starts_with("config.every: "), "{msg}");

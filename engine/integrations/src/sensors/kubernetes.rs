@@ -40,12 +40,16 @@
 //! list` and restarts it with backoff, and the restarted run catches up by the diff
 //! above. So a CRD installed after Squall started is picked up by a later restart.
 
-use super::{emit_with_retry, Sensor, SensorContext, SensorError};
+use super::{blank_is_none, decode_config, emit_with_retry, Sensor, SensorContext, SensorError};
 use async_trait::async_trait;
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::watcher::{self, Event};
+use schemars::JsonSchema;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map};
+use squall_core::config::Reference;
 use squall_core::model::Json;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,38 +58,93 @@ pub struct KubernetesWatchSensor;
 
 /// Event names, as in the payload and `events:`.
 const EVENTS: [&str; 3] = ["ADDED", "MODIFIED", "DELETED"];
-const FIELDS: [&str; 8] = [
-    "cluster",
-    "group",
-    "version",
-    "kind",
-    "namespace",
-    "label_selector",
-    "field_selector",
-    "events",
-];
 /// Above this many known objects the checkpoint keeps only their metadata.
 const FULL_OBJECTS_MAX: usize = 2000;
 
-/// A checked `config:`.
-#[derive(Debug, Clone, PartialEq)]
+/// The `config:` of a `kubernetes.watch` sensor.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WatchConfig {
-    /// Cluster name.
+    /// A cluster named under `clusters:` in `squall.yaml`.
+    #[serde(default = "default_cluster", deserialize_with = "cluster_name")]
     pub cluster: String,
-    /// API group ("" = core).
+    /// The API group (`dbaas.squall.dev`); empty or absent for the core group.
+    #[serde(default, deserialize_with = "group_name")]
     pub group: String,
-    /// API version.
+    /// The API version within the group (`v1`).
     pub version: String,
-    /// Kind.
+    /// The kind (`ConfigMap`, or the kind of a CRD).
     pub kind: String,
-    /// Namespace (`None`: all).
+    /// Only this namespace; all namespaces when absent.
+    #[serde(default, deserialize_with = "blank_is_none")]
     pub namespace: Option<String>,
-    /// Label selector.
+    /// A label selector (`tier=db,env in (prod)`).
+    #[serde(default, deserialize_with = "blank_is_none")]
     pub label_selector: Option<String>,
-    /// Field selector.
+    /// A field selector (`metadata.name=orders`).
+    #[serde(default, deserialize_with = "blank_is_none")]
     pub field_selector: Option<String>,
-    /// Events to emit.
-    pub events: BTreeSet<String>,
+    /// The events to emit, among `ADDED`, `MODIFIED` and `DELETED` (any case).
+    #[serde(default)]
+    pub events: Events,
+}
+
+fn default_cluster() -> String {
+    crate::k8s::DEFAULT_CLUSTER.to_string()
+}
+
+fn cluster_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(blank_is_none(d)?.unwrap_or_else(default_cluster))
+}
+
+fn group_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(blank_is_none(d)?.unwrap_or_default())
+}
+
+/// The events a watch emits (upper case).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Events(pub BTreeSet<String>);
+
+impl Default for Events {
+    fn default() -> Self {
+        Events(EVENTS.iter().map(|e| e.to_string()).collect())
+    }
+}
+
+impl Events {
+    /// Whether `event` is emitted.
+    pub fn contains(&self, event: &str) -> bool {
+        self.0.contains(event)
+    }
+}
+
+/// One event name of `events:`, any case.
+struct EventName(String);
+
+impl<'de> Deserialize<'de> for EventName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Json::deserialize(d)?;
+        match v.as_str().map(str::to_ascii_uppercase) {
+            Some(name) if EVENTS.contains(&name.as_str()) => Ok(EventName(name)),
+            _ => Err(D::Error::custom(format!(
+                "unknown event `{}`; use ADDED, MODIFIED or DELETED",
+                v.as_str().map_or_else(|| v.to_string(), str::to_string)
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Events {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Option::<Vec<EventName>>::deserialize(d)?;
+        match names {
+            None => Ok(Events::default()),
+            Some(names) if names.is_empty() => Err(D::Error::custom(
+                "events must be a non-empty list of ADDED, MODIFIED, DELETED",
+            )),
+            Some(names) => Ok(Events(names.into_iter().map(|n| n.0).collect())),
+        }
+    }
 }
 
 impl WatchConfig {
@@ -99,108 +158,49 @@ impl WatchConfig {
     }
 }
 
-fn opt_string(config: &Json, field: &str, errs: &mut Vec<(String, String)>) -> Option<String> {
-    match config.get(field) {
-        None | Some(Json::Null) => None,
-        Some(Json::String(s)) if s.trim().is_empty() => None,
-        Some(Json::String(s)) => Some(s.trim().to_string()),
-        Some(other) => {
-            errs.push((
-                field.into(),
-                format!("{field} must be a string, not `{other}`"),
-            ));
-            None
-        }
-    }
-}
-
 /// Check `config`: each problem as `(field without the `config.` prefix, message naming
 /// `config.<field>`)`; list items are `events.1`.
 pub fn parse(config: &Json) -> Result<WatchConfig, Vec<(String, String)>> {
+    let cfg: WatchConfig = decode_config(config, |field| match field {
+        "version" => Some("e.g. v1"),
+        "kind" => Some("e.g. ConfigMap, or the kind of a CRD"),
+        _ => None,
+    })?;
     let mut errs = Vec::new();
-    if let Some(map) = config.as_object() {
-        for key in map.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
-            errs.push((
-                key.clone(),
-                format!(
-                    "unknown setting `{key}`; kubernetes.watch takes {}",
-                    FIELDS.join(", ")
-                ),
-            ));
-        }
-    }
-    let cluster = opt_string(config, "cluster", &mut errs)
-        .unwrap_or_else(|| crate::k8s::DEFAULT_CLUSTER.to_string());
-    let group = opt_string(config, "group", &mut errs).unwrap_or_default();
-    if group.contains('/') {
+    if cfg.group.contains('/') {
         errs.push((
-            "group".into(),
-            format!("group `{group}` must not contain `/`; put the version in `version`"),
+            "group",
+            format!(
+                "group `{}` must not contain `/`; put the version in `version`",
+                cfg.group
+            ),
         ));
     }
-    let version = opt_string(config, "version", &mut errs);
-    if version.is_none() && !errs.iter().any(|e| e.0 == "version") {
-        errs.push(("version".into(), "missing `version` (e.g. v1)".into()));
-    }
-    if let Some(v) = &version {
-        if v.contains('/') {
-            errs.push((
-                "version".into(),
-                format!("version `{v}` must not contain `/`; put the group in `group`"),
-            ));
-        }
-    }
-    let kind = opt_string(config, "kind", &mut errs);
-    if kind.is_none() && !errs.iter().any(|e| e.0 == "kind") {
+    if cfg.version.trim().is_empty() {
+        errs.push(("version", "missing `version` (e.g. v1)".to_string()));
+    } else if cfg.version.contains('/') {
         errs.push((
-            "kind".into(),
-            "missing `kind` (e.g. ConfigMap, or the kind of a CRD)".into(),
+            "version",
+            format!(
+                "version `{}` must not contain `/`; put the group in `group`",
+                cfg.version
+            ),
         ));
     }
-    let namespace = opt_string(config, "namespace", &mut errs);
-    let label_selector = opt_string(config, "label_selector", &mut errs);
-    let field_selector = opt_string(config, "field_selector", &mut errs);
-    let mut events = BTreeSet::new();
-    match config.get("events") {
-        None | Some(Json::Null) => events.extend(EVENTS.iter().map(|e| e.to_string())),
-        Some(Json::Array(list)) if !list.is_empty() => {
-            for (i, e) in list.iter().enumerate() {
-                match e.as_str().map(str::to_ascii_uppercase) {
-                    Some(name) if EVENTS.contains(&name.as_str()) => {
-                        events.insert(name);
-                    }
-                    _ => errs.push((
-                        format!("events.{i}"),
-                        format!(
-                            "unknown event `{}`; use ADDED, MODIFIED or DELETED",
-                            e.as_str().map_or_else(|| e.to_string(), str::to_string)
-                        ),
-                    )),
-                }
-            }
-        }
-        Some(_) => errs.push((
-            "events".into(),
-            "events must be a non-empty list of ADDED, MODIFIED, DELETED".into(),
-        )),
+    if cfg.kind.trim().is_empty() {
+        errs.push((
+            "kind",
+            "missing `kind` (e.g. ConfigMap, or the kind of a CRD)".to_string(),
+        ));
     }
-    // The messages name the field themselves, as `config.<field>: ...`.
-    let errs: Vec<(String, String)> = errs
-        .into_iter()
-        .map(|(f, m)| (f.clone(), format!("config.{f}: {m}")))
-        .collect();
-    match (version, kind) {
-        (Some(version), Some(kind)) if errs.is_empty() => Ok(WatchConfig {
-            cluster,
-            group,
-            version,
-            kind,
-            namespace,
-            label_selector,
-            field_selector,
-            events,
-        }),
-        _ => Err(errs),
+    if errs.is_empty() {
+        Ok(cfg)
+    } else {
+        // The messages name the field themselves, as `config.<field>: ...`.
+        Err(errs
+            .into_iter()
+            .map(|(f, m)| (f.to_string(), format!("config.{f}: {m}")))
+            .collect())
     }
 }
 
@@ -348,6 +348,14 @@ impl Sensor for KubernetesWatchSensor {
         parse(config).err().unwrap_or_default()
     }
 
+    fn reference(&self) -> Reference {
+        Reference::settings::<WatchConfig>(
+            "Watches the objects of one kind on a cluster (custom resources too) and emits \
+             `kubernetes.resource` for every `ADDED`, `MODIFIED` or `DELETED` object, without \
+             duplicates or gaps across restarts.",
+        )
+    }
+
     async fn run(&self, ctx: SensorContext) -> Result<(), SensorError> {
         let cfg = parse(&ctx.config).map_err(|e| {
             SensorError(e.into_iter().map(|(_, m)| m).collect::<Vec<_>>().join("; "))
@@ -476,7 +484,7 @@ mod tests {
             .expect("valid");
         assert_eq!(ok.cluster, "default");
         assert_eq!(ok.api_version(), "dbaas.squall.dev/v1");
-        assert_eq!(ok.events.len(), 3);
+        assert_eq!(ok.events.0.len(), 3);
         assert_eq!(
             parse(&json!({"version": "v1", "kind": "ConfigMap"})).map(|c| c.api_version()),
             Ok("v1".to_string())

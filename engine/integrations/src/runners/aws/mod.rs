@@ -23,7 +23,6 @@
 //! message (`aws.rds_create_db_instance: InvalidParameterValue: ...`), or says which
 //! endpoint could not be reached. Every runner stops when the execution is canceled.
 
-use super::params::Params;
 use super::{ActionOutcome, RunContext, Runner};
 use squall_core::model::Json;
 use std::future::Future;
@@ -33,7 +32,6 @@ pub mod rds;
 mod rds_wait;
 pub mod sts;
 
-pub(crate) use crate::aws::strings;
 pub use crate::aws::{connect, Aws};
 pub use rds::{CreateDbInstance, DeleteDbInstance, DescribeDbInstances, ModifyDbInstance};
 pub use rds_wait::WaitDbInstance;
@@ -69,45 +67,18 @@ pub(crate) async fn guarded(
 }
 
 /// The clients of the `account` and `region` parameters.
-pub(crate) async fn clients(ctx: &RunContext) -> Result<Arc<Aws>, String> {
-    let p = Params::of(ctx);
-    connect(
-        &ctx.pack_config,
-        p.opt_str("account")?,
-        p.opt_str("region")?,
-    )
-    .await
+pub(crate) async fn clients(
+    ctx: &RunContext,
+    account: &Option<String>,
+    region: &Option<String>,
+) -> Result<Arc<Aws>, String> {
+    connect(&ctx.pack_config, account.as_deref(), region.as_deref()).await
 }
 
-/// An optional boolean parameter.
-pub(crate) fn opt_bool(p: &Params<'_>, key: &str) -> Result<Option<bool>, String> {
-    match p.value(key) {
-        None => Ok(None),
-        Some(Json::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(format!(
-            "parameter `{key}` must be true or false, got {other}"
-        )),
-    }
-}
-
-/// An optional non-negative integer parameter that fits AWS's 32-bit integers.
-pub(crate) fn opt_i32(p: &Params<'_>, key: &str) -> Result<Option<i32>, String> {
-    match p.int(key)? {
-        None => Ok(None),
-        Some(n) => i32::try_from(n)
-            .map(Some)
-            .map_err(|_| format!("parameter `{key}` is too large: {n}")),
-    }
-}
-
-/// An optional list of strings (a single string is a list of one).
-pub(crate) fn opt_strings(p: &Params<'_>, key: &str) -> Result<Option<Vec<String>>, String> {
-    match p.value(key) {
-        None => Ok(None),
-        Some(v) => strings(v)
-            .map(Some)
-            .ok_or_else(|| format!("parameter `{key}` must be a list of strings, got {v}")),
-    }
+/// A non-negative integer parameter as AWS's 32-bit integer.
+pub(crate) fn int32(key: &str, n: Option<u32>) -> Result<Option<i32>, String> {
+    n.map(|n| i32::try_from(n).map_err(|_| format!("parameter `{key}` is too large: {n}")))
+        .transpose()
 }
 
 #[cfg(test)]

@@ -2,9 +2,12 @@
 //! after an optional `delay`, with exponential backoff, progress lines in the execution's
 //! output, a timeout, and an immediate failure on a status it cannot come back from.
 
-use super::{clients, Outcome, Params};
+use super::{clients, Outcome};
 use crate::aws::rds::{find, status_of, summary};
+use crate::runners::params::decode;
 use crate::runners::RunContext;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -34,12 +37,63 @@ pub const TERMINAL_BAD: [&str; 7] = [
     "inaccessible-encryption-credentials",
 ];
 
-squall_core::work_runner!(
+crate::runners::runner!(
     /// `aws.rds.wait_db_instance`: until the instance has `status` (default `available`)
     /// or, with `status: deleted`, until it no longer exists.
-    WaitDbInstance, "aws.rds.wait_db_instance", wait,
+    WaitDbInstance, "aws.rds.wait_db_instance", wait, WaitParams,
+    "Polls an RDS DB instance, with backoff, until it has a status (`available` by default) or, with `status: deleted`, until it no longer exists; fails at once on a status it will not leave.",
     crate::runners::aws::guarded
 );
+
+/// Parameters of `aws.rds.wait_db_instance` (every one is read).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitParams {
+    /// The DB instance identifier.
+    pub identifier: String,
+    /// The status to wait for; `deleted` waits until the instance no longer exists.
+    #[serde(default = "default_status")]
+    pub status: String,
+    /// Seconds before giving up.
+    #[serde(default = "default_timeout")]
+    pub timeout: f64,
+    /// Seconds before the first status check (right after a modify RDS still reports
+    /// the old status for a moment).
+    #[serde(default)]
+    pub delay: f64,
+    /// The first poll delay in seconds, at least 0.1 (then ×1.5 each poll).
+    #[serde(default = "default_interval")]
+    pub interval: f64,
+    /// The longest poll delay in seconds, at least 0.1.
+    #[serde(default = "default_max_interval")]
+    pub max_interval: f64,
+    /// An account under `accounts:` in `config/aws.yaml`; `default_account` when absent.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// The AWS region; the account's region when absent.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// The smallest `interval` and `max_interval`, seconds (the pack declares it as their
+/// `minimum`).
+pub const MIN_INTERVAL: f64 = 0.1;
+
+fn default_status() -> String {
+    DEFAULT_STATUS.to_string()
+}
+
+fn default_timeout() -> f64 {
+    DEFAULT_TIMEOUT
+}
+
+fn default_interval() -> f64 {
+    DEFAULT_INTERVAL
+}
+
+fn default_max_interval() -> f64 {
+    DEFAULT_MAX_INTERVAL
+}
 
 /// The poll delays: `interval`, then ×1.5 up to `max_interval`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -96,23 +150,23 @@ pub fn judge(id: &str, target: &str, seen: Option<&str>) -> Verdict {
 }
 
 async fn wait(ctx: &RunContext) -> Outcome {
-    let p = Params::of(ctx);
-    let id = p.str("identifier")?;
-    let target = p.opt_str("status")?.unwrap_or(DEFAULT_STATUS);
-    let timeout = p
-        .number("timeout", Some(DEFAULT_TIMEOUT))?
-        .unwrap_or(DEFAULT_TIMEOUT);
-    let interval = p
-        .number("interval", Some(DEFAULT_INTERVAL))?
-        .unwrap_or(DEFAULT_INTERVAL);
-    let max_interval = p
-        .number("max_interval", Some(DEFAULT_MAX_INTERVAL))?
-        .unwrap_or(DEFAULT_MAX_INTERVAL);
-    let delay = p.number("delay", Some(0.0))?.unwrap_or(0.0);
-    if interval <= 0.0 || max_interval <= 0.0 {
-        return Err("`interval` and `max_interval` must be greater than zero".into());
+    let p: WaitParams = decode(ctx)?;
+    let (id, target) = (p.identifier.as_str(), p.status.as_str());
+    let (timeout, interval, max_interval, delay) = (p.timeout, p.interval, p.max_interval, p.delay);
+    for (key, n) in [("timeout", timeout), ("delay", delay)] {
+        if !(n >= 0.0 && n.is_finite()) {
+            return Err(format!(
+                "parameter `{key}` must be a non-negative number, got {n}"
+            ));
+        }
     }
-    let aws = clients(ctx).await?;
+    let valid = |n: f64| n.is_finite() && n >= MIN_INTERVAL;
+    if !(valid(interval) && valid(max_interval)) {
+        return Err(format!(
+            "`interval` and `max_interval` must be at least {MIN_INTERVAL} s, got {interval} and {max_interval}"
+        ));
+    }
+    let aws = clients(ctx, &p.account, &p.region).await?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(timeout);
     if delay > 0.0 {

@@ -19,7 +19,8 @@
 //! specified backoff limit`), the result still attached.
 
 use super::wait::{watch_one, Check};
-use super::{api_error, client, manifests, Params, DEFAULT_NAMESPACE};
+use super::{api_error, client, manifests, DEFAULT_NAMESPACE};
+use crate::runners::params::decode;
 use crate::runners::{ActionOutcome, OutputSink, RunContext, Runner};
 use async_trait::async_trait;
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
@@ -69,6 +70,79 @@ pub struct JobSettings {
     pub env: IndexMap<String, String>,
 }
 
+/// Parameters of `kubernetes.run_job`. Unknown parameters are allowed: an action may
+/// declare more, used only in its `cmd`/`env` templates (`host` in
+/// `cmd: "nodetool repair -pr -h {{ host }}"`).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub struct JobParameters {
+    /// A cluster named under `clusters:` in `squall.yaml`; the default cluster when absent.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// The container image (required unless `manifest` is given).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The entrypoint: a list of strings, or a string run with `sh -c` (the action's `cmd`
+    /// when absent).
+    #[serde(default)]
+    pub command: Option<Json>,
+    /// Arguments of the entrypoint.
+    #[serde(default)]
+    pub args: Option<Vec<Json>>,
+    /// Environment variables, name → value (added to the action's `env`).
+    #[serde(default)]
+    pub env: Option<Map<String, Json>>,
+    /// Namespace of the Job (`default` when absent and the manifest names none).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Labels of the Job and its pods.
+    #[serde(default)]
+    pub labels: Option<Map<String, Json>>,
+    /// Annotations of the Job's pods.
+    #[serde(default)]
+    pub annotations: Option<Map<String, Json>>,
+    /// Container resources: `{requests: {cpu: 100m}, limits: {memory: 256Mi}}`.
+    #[serde(default)]
+    pub resources: Option<Json>,
+    /// Name of the container.
+    #[serde(default = "container_name")]
+    pub container_name: String,
+    /// Service account of the pods.
+    #[serde(default)]
+    pub service_account: Option<String>,
+    /// Retries before the Job is `Failed`.
+    #[serde(default)]
+    pub backoff_limit: u32,
+    /// Kubernetes ends the Job after this many seconds.
+    #[serde(default)]
+    pub active_deadline_seconds: Option<u32>,
+    /// Kubernetes deletes the finished Job after this many seconds (with `keep`).
+    #[serde(default)]
+    pub ttl_seconds_after_finished: Option<u32>,
+    /// The Job's name (generated from `generate_name` when absent).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Prefix of a generated Job name.
+    #[serde(default = "generate_name")]
+    pub generate_name: String,
+    /// A whole `batch/v1` Job (map or YAML string) instead of the parameters above.
+    #[serde(default)]
+    pub manifest: Option<Json>,
+    /// Keep the Job and its pods after it finished.
+    #[serde(default)]
+    pub keep: bool,
+    /// Seconds to wait for the Job (until the action times out when absent).
+    #[serde(default)]
+    pub timeout: Option<f64>,
+}
+
+fn container_name() -> String {
+    "job".to_string()
+}
+
+fn generate_name() -> String {
+    "squall-job-".to_string()
+}
+
 #[async_trait]
 impl Runner for RunJob {
     fn name(&self) -> &'static str {
@@ -87,10 +161,11 @@ impl Runner for RunJob {
             "Runs a Kubernetes Job to completion, streams its pods' logs to the output and \
              returns their exit codes and logs.",
         )
+        .with_parameters::<JobParameters>()
     }
 
     async fn run(&self, ctx: RunContext) -> ActionOutcome {
-        let (job, api) = match prepare(&ctx).await {
+        let (job, api, params) = match prepare(&ctx).await {
             Ok(x) => x,
             Err(e) => return ActionOutcome::failed(e, Json::Null),
         };
@@ -123,11 +198,7 @@ impl Runner for RunJob {
             ctx.output.clone(),
             captured.clone(),
         ));
-        let timeout = Params::of(&ctx)
-            .number("timeout", Some(JOB_TIMEOUT))
-            .ok()
-            .flatten()
-            .unwrap_or(JOB_TIMEOUT);
+        let timeout = params.timeout.unwrap_or(JOB_TIMEOUT);
         let finished = tokio::select! {
             r = watch_one(api.clone(), &name, Duration::from_secs_f64(timeout), &ctx.output, check_job) => Some(r),
             _ = ctx.cancel.cancelled() => None,
@@ -154,8 +225,7 @@ impl Runner for RunJob {
         streamer.abort();
         let pods = pod_names(&pods_api, &name).await;
         let logs = collect_logs(&pods_api, &pods, &captured, &ctx.output).await;
-        let keep = Params::of(&ctx).bool("keep", false).unwrap_or(false);
-        if !keep {
+        if !params.keep {
             if let Err(e) = remove(&api, &pods_api, &name).await {
                 ctx.output
                     .emit("stderr", format!("could not delete job {ns}/{name}: {e}\n"));
@@ -170,7 +240,7 @@ impl Runner for RunJob {
         };
         let result = json!({
             "status": status, "job": name, "namespace": ns, "duration_seconds": duration,
-            "pods": pods, "logs": logs, "reason": reason, "message": message, "kept": keep,
+            "pods": pods, "logs": logs, "reason": reason, "message": message, "kept": params.keep,
         });
         if status == "Complete" {
             ActionOutcome::succeeded(result)
@@ -184,9 +254,15 @@ impl Runner for RunJob {
 }
 
 /// The Job to create and the API of its namespace.
-async fn prepare(ctx: &RunContext) -> Result<(Job, Api<Job>), String> {
-    let p = Params::of(ctx);
-    let mut spec = match p.value("manifest") {
+async fn prepare(ctx: &RunContext) -> Result<(Job, Api<Job>, JobParameters), String> {
+    let p: JobParameters = decode(ctx)?;
+    if p.timeout.is_some_and(|t| !(t >= 0.0 && t.is_finite())) {
+        return Err(format!(
+            "parameter `timeout` must be a non-negative number, got {}",
+            p.timeout.unwrap_or_default()
+        ));
+    }
+    let mut spec = match &p.manifest {
         Some(m) => {
             let docs = manifests(Some(m), true)?;
             let [doc] = docs.as_slice() else {
@@ -212,7 +288,7 @@ async fn prepare(ctx: &RunContext) -> Result<(Job, Api<Job>), String> {
         .pointer("/metadata/namespace")
         .and_then(Json::as_str)
         .map(str::to_string)
-        .or(p.opt_str("namespace")?.map(str::to_string))
+        .or(p.namespace.clone())
         .unwrap_or_else(|| DEFAULT_NAMESPACE.into());
     if let Some(meta) = spec.get_mut("metadata").and_then(Json::as_object_mut) {
         meta.insert("namespace".into(), json!(ns));
@@ -227,46 +303,32 @@ async fn prepare(ctx: &RunContext) -> Result<(Job, Api<Job>), String> {
     }
     let job: Job =
         serde_json::from_value(spec).map_err(|e| format!("the Job is not valid: {e}"))?;
-    Ok((job, Api::namespaced(client(ctx).await?, &ns)))
+    let api = Api::namespaced(client(ctx, p.cluster.as_deref()).await?, &ns);
+    Ok((job, api, p))
 }
 
-/// A map parameter of string values.
-fn string_map(p: &Params<'_>, key: &str) -> Result<Map<String, Json>, String> {
-    match p.value(key) {
-        None => Ok(Map::new()),
-        Some(Json::Object(m)) => Ok(m
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    Json::String(
-                        v.as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| v.to_string()),
-                    ),
-                )
-            })
-            .collect()),
-        Some(other) => Err(format!("parameter `{key}` must be a map, got {other}")),
-    }
+/// A map parameter with its values as strings.
+fn string_map(map: &Option<Map<String, Json>>) -> Map<String, Json> {
+    map.iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), Json::String(text(v))))
+        .collect()
 }
 
-/// A list of strings: an array, or for `command` a string run with `sh -c`.
-fn strings(p: &Params<'_>, key: &str, shell: bool) -> Result<Option<Vec<String>>, String> {
-    match p.value(key) {
-        None => Ok(None),
-        Some(Json::String(s)) if shell => Ok(Some(vec!["sh".into(), "-c".into(), s.clone()])),
-        Some(Json::Array(a)) => Ok(Some(
-            a.iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string())
-                })
-                .collect(),
-        )),
-        Some(other) => Err(format!(
-            "parameter `{key}` must be a list of strings, got {other}"
+/// A string value as is, any other as JSON.
+fn text(v: &Json) -> String {
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
+/// The `command` parameter: a list, or a string run with `sh -c`.
+fn command(value: &Json) -> Result<Vec<String>, String> {
+    match value {
+        Json::String(s) => Ok(vec!["sh".into(), "-c".into(), s.clone()]),
+        Json::Array(a) => Ok(a.iter().map(text).collect()),
+        other => Err(format!(
+            "parameter `command` must be a list of strings, got {other}"
         )),
     }
 }
@@ -314,12 +376,14 @@ fn action_templates(ctx: &RunContext) -> Result<Templates, String> {
 }
 
 /// The Job described by the parameters (and the action's `cmd`/`env`).
-fn from_params(p: &Params<'_>, t: &Templates) -> Result<Json, String> {
-    let image = p.str("image")?;
-    let labels = string_map(p, "labels")?;
-    let mut container =
-        json!({"name": p.opt_str("container_name")?.unwrap_or("job"), "image": image});
-    let command = match (strings(p, "command", true)?, &t.cmd) {
+fn from_params(p: &JobParameters, t: &Templates) -> Result<Json, String> {
+    let image = p
+        .image
+        .as_deref()
+        .ok_or("parameter `image` is required (or give `manifest`)")?;
+    let labels = string_map(&p.labels);
+    let mut container = json!({"name": p.container_name, "image": image});
+    let command = match (p.command.as_ref().map(command).transpose()?, &t.cmd) {
         (Some(c), _) => Some(c),
         (None, Some(cmd)) => Some(vec!["sh".into(), "-c".into(), cmd.clone()]),
         (None, None) => None,
@@ -327,11 +391,11 @@ fn from_params(p: &Params<'_>, t: &Templates) -> Result<Json, String> {
     if let Some(c) = command {
         container["command"] = json!(c);
     }
-    if let Some(a) = strings(p, "args", false)? {
-        container["args"] = json!(a);
+    if let Some(a) = &p.args {
+        container["args"] = json!(a.iter().map(text).collect::<Vec<_>>());
     }
     let mut env = t.env.clone();
-    env.extend(string_map(p, "env")?);
+    env.extend(string_map(&p.env));
     if !env.is_empty() {
         container["env"] = Json::Array(
             env.into_iter()
@@ -339,26 +403,26 @@ fn from_params(p: &Params<'_>, t: &Templates) -> Result<Json, String> {
                 .collect(),
         );
     }
-    if let Some(r) = p.value("resources") {
+    if let Some(r) = &p.resources {
         container["resources"] = r.clone();
     }
     let mut pod_spec = json!({"restartPolicy": "Never", "containers": [container]});
-    if let Some(sa) = p.opt_str("service_account")? {
+    if let Some(sa) = &p.service_account {
         pod_spec["serviceAccountName"] = json!(sa);
     }
     let mut metadata = json!({"labels": labels});
-    match (p.opt_str("name")?, p.opt_str("generate_name")?) {
-        (Some(n), _) => metadata["name"] = json!(n),
-        (None, g) => metadata["generateName"] = json!(g.unwrap_or("squall-job-")),
+    match &p.name {
+        Some(n) => metadata["name"] = json!(n),
+        None => metadata["generateName"] = json!(p.generate_name),
     }
     let mut spec = json!({
-        "backoffLimit": p.int("backoff_limit")?.unwrap_or(0),
-        "template": {"metadata": {"labels": labels, "annotations": string_map(p, "annotations")?}, "spec": pod_spec},
+        "backoffLimit": p.backoff_limit,
+        "template": {"metadata": {"labels": labels, "annotations": string_map(&p.annotations)}, "spec": pod_spec},
     });
-    if let Some(s) = p.int("active_deadline_seconds")? {
+    if let Some(s) = p.active_deadline_seconds {
         spec["activeDeadlineSeconds"] = json!(s);
     }
-    if let Some(s) = p.int("ttl_seconds_after_finished")? {
+    if let Some(s) = p.ttl_seconds_after_finished {
         spec["ttlSecondsAfterFinished"] = json!(s);
     }
     Ok(json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}))

@@ -30,7 +30,6 @@
 //! `jobs.batch is forbidden: User "limited" cannot create resource ... (403 Forbidden)`. An
 //! unknown kind fails naming it. Every runner stops when the execution is canceled.
 
-pub(crate) use super::params::Params;
 use super::{RunContext, Runner};
 use crate::k8s::{describe, namespaced, resolve};
 use kube::api::{Api, DynamicObject};
@@ -79,9 +78,15 @@ pub(crate) struct Kind {
 }
 
 impl Kind {
-    /// Resolve `api_version`/`kind` on the cluster named by the `cluster` parameter.
-    pub async fn resolve(ctx: &RunContext, api_version: &str, kind: &str) -> Result<Kind, String> {
-        let client = client(ctx).await?;
+    /// Resolve `api_version`/`kind` on the cluster named `cluster` (the default one when
+    /// `None`).
+    pub async fn resolve(
+        ctx: &RunContext,
+        cluster: Option<&str>,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Kind, String> {
+        let client = client(ctx, cluster).await?;
         let (ar, caps) = resolve(&client, api_version, kind).await.map_err(|e| e.0)?;
         Ok(Kind { client, ar, caps })
     }
@@ -142,9 +147,9 @@ impl Kind {
     }
 }
 
-/// The client of the cluster named by the `cluster` parameter.
-pub(crate) async fn client(ctx: &RunContext) -> Result<Client, String> {
-    let cluster = Params::of(ctx).opt_str("cluster")?;
+/// The client of the cluster named `cluster` (the `cluster` parameter); the default
+/// cluster when `None`.
+pub(crate) async fn client(ctx: &RunContext, cluster: Option<&str>) -> Result<Client, String> {
     crate::k8s::Clusters::from_content(&ctx.content)
         .client(cluster)
         .await

@@ -1,14 +1,17 @@
 //! `wait` (until a condition or a rhai predicate over an object holds) and `logs`, plus
 //! [`watch_one`], the watch loop shared with `run_job`.
 
-use super::{api_error, client, Kind, Outcome, Params, DEFAULT_NAMESPACE};
+use super::{api_error, client, Kind, Outcome, DEFAULT_NAMESPACE};
+use crate::runners::params::decode;
 use crate::runners::{OutputSink, RunContext};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::Resource;
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::json;
 use squall_core::expr::{Expr, Vars};
 use squall_core::model::Json;
@@ -18,15 +21,75 @@ use std::time::{Duration, Instant};
 /// Default `timeout` of `wait`, in seconds.
 const WAIT_TIMEOUT: f64 = 300.0;
 
-squall_core::work_runner!(
+super::super::runner!(
     /// `kubernetes.wait`: until `condition` (`{type, status}` in `status.conditions`) or
     /// `condition_expr` (rhai over `object`) holds; the object is the result.
-    Wait, "kubernetes.wait", wait
+    Wait, "kubernetes.wait", wait, WaitParameters,
+    "Waits until a condition of an object holds (`{type: Ready, status: \"True\"}`) or a rhai predicate over `object` is true; the result is the object."
 );
-squall_core::work_runner!(
+super::super::runner!(
     /// `kubernetes.logs`: a pod's logs; result `{pod, namespace, container, logs}`.
-    Logs, "kubernetes.logs", logs
+    Logs, "kubernetes.logs", logs, LogsParameters,
+    "Reads a pod's logs; the result is `{pod, namespace, container, logs}`."
 );
+
+/// Parameters of `kubernetes.wait` (every one is read).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitParameters {
+    /// A cluster named under `clusters:` in `squall.yaml`; the default cluster when absent.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// API version: `v1`, `apps/v1`, `example.com/v1`...
+    pub api_version: String,
+    /// Kind, as in manifests.
+    pub kind: String,
+    /// Object name.
+    pub name: String,
+    /// Namespace (`default` when absent; ignored for cluster-scoped kinds).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// A condition of `status.conditions`: `{type: Ready, status: "True"}` (status
+    /// `True` when absent). Give this or `condition_expr`.
+    #[serde(default)]
+    pub condition: Option<Json>,
+    /// A rhai predicate over `object` (`object.status.phase == "Ready"`).
+    #[serde(default)]
+    pub condition_expr: Option<String>,
+    /// Seconds to wait before failing.
+    #[serde(default = "wait_timeout")]
+    pub timeout: f64,
+}
+
+fn wait_timeout() -> f64 {
+    WAIT_TIMEOUT
+}
+
+/// Parameters of `kubernetes.logs` (every one is read).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogsParameters {
+    /// A cluster named under `clusters:` in `squall.yaml`; the default cluster when absent.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Pod name.
+    pub name: String,
+    /// Namespace (`default` when absent).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The container (needed when the pod has several).
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Only the last N lines.
+    #[serde(default)]
+    pub tail_lines: Option<i64>,
+    /// Only lines from the last N seconds.
+    #[serde(default)]
+    pub since_seconds: Option<i64>,
+    /// The previous (crashed) container's logs.
+    #[serde(default)]
+    pub previous: bool,
+}
 
 /// What the check of a watched object decided.
 pub(crate) enum Check<T> {
@@ -155,8 +218,8 @@ enum Until {
 }
 
 impl Until {
-    fn from_params(p: &Params<'_>) -> Result<Until, String> {
-        match (p.value("condition"), p.opt_str("condition_expr")?) {
+    fn from_params(p: &WaitParameters) -> Result<Until, String> {
+        match (p.condition.as_ref(), p.condition_expr.as_deref()) {
             (Some(_), Some(_)) => Err("give either `condition` or `condition_expr`, not both".into()),
             (None, None) => Err("give `condition` ({type: Ready, status: \"True\"}) or `condition_expr` (a rhai predicate over `object`)".into()),
             (None, Some(src)) => Expr::compile(src).map(Until::Expr).map_err(|e| format!("condition_expr: {e}")),
@@ -200,48 +263,51 @@ impl Until {
 }
 
 async fn wait(ctx: &RunContext) -> Outcome {
-    let p = Params::of(ctx);
-    let (name, ns) = (p.str("name")?, p.opt_str("namespace")?);
+    let p: WaitParameters = decode(ctx)?;
+    let (name, ns) = (p.name.as_str(), p.namespace.as_deref());
     let until = Until::from_params(&p)?;
-    let timeout = p
-        .number("timeout", Some(WAIT_TIMEOUT))?
-        .unwrap_or(WAIT_TIMEOUT);
-    let k = Kind::resolve(ctx, p.str("api_version")?, p.str("kind")?).await?;
+    let timeout = super::objects::seconds(p.timeout)?;
+    let k = Kind::resolve(ctx, p.cluster.as_deref(), &p.api_version, &p.kind).await?;
     let what = k.describe(name, ns);
     ctx.output.emit("progress", format!("waiting for {what}\n"));
-    watch_one(
-        k.api(ns),
-        name,
-        Duration::from_secs_f64(timeout),
-        &ctx.output,
-        |obj| match obj {
-            None => Check::Pending(Some(format!("{what} does not exist (yet)"))),
-            Some(o) => {
-                let v = k.to_json(o);
-                match until.holds(&v) {
-                    (true, _) => Check::Done(v),
-                    (false, note) => Check::Pending(note.map(|n| format!("{what}: {n}"))),
-                }
+    watch_one(k.api(ns), name, timeout, &ctx.output, |obj| match obj {
+        None => Check::Pending(Some(format!("{what} does not exist (yet)"))),
+        Some(o) => {
+            let v = k.to_json(o);
+            match until.holds(&v) {
+                (true, _) => Check::Done(v),
+                (false, note) => Check::Pending(note.map(|n| format!("{what}: {n}"))),
             }
-        },
-    )
+        }
+    })
     .await
     .map_err(|e| format!("waiting for {what}: {e}"))
 }
 
 async fn logs(ctx: &RunContext) -> Outcome {
-    let p = Params::of(ctx);
-    let name = p.str("name")?;
-    let ns = p.opt_str("namespace")?.unwrap_or(DEFAULT_NAMESPACE);
-    let container = p.opt_str("container")?;
+    let p: LogsParameters = decode(ctx)?;
+    let name = p.name.as_str();
+    let ns = p.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+    let container = p.container.as_deref();
+    for (key, n) in [
+        ("tail_lines", p.tail_lines),
+        ("since_seconds", p.since_seconds),
+    ] {
+        if n.is_some_and(|n| n < 0) {
+            return Err(format!(
+                "parameter `{key}` must be a non-negative integer, got {}",
+                n.unwrap_or_default()
+            ));
+        }
+    }
     let lp = LogParams {
         container: container.map(str::to_string),
-        tail_lines: p.int("tail_lines")?,
-        since_seconds: p.int("since_seconds")?,
-        previous: p.bool("previous", false)?,
+        tail_lines: p.tail_lines,
+        since_seconds: p.since_seconds,
+        previous: p.previous,
         ..Default::default()
     };
-    let api: Api<Pod> = Api::namespaced(client(ctx).await?, ns);
+    let api: Api<Pod> = Api::namespaced(client(ctx, p.cluster.as_deref()).await?, ns);
     let text = api
         .logs(name, &lp)
         .await
