@@ -2,10 +2,10 @@
 //! exercised by tests/integration/consul_kv.rs).
 
 use super::*;
-use crate::runners::fake_api::{closed_address, context, Fake, Seen};
 use crate::runners::ActionOutcome;
 use base64::engine::general_purpose::STANDARD as B64;
 use squall_core::model::Status;
+use squall_testkit::{closed_address, context, Fake, Seen};
 
 const TOKEN: &str = "consul-test-token-5b1e";
 
@@ -22,7 +22,7 @@ fn entry_json(key: &str, value: &[u8], index: u64) -> String {
 
 #[tokio::test]
 async fn put_sends_the_token_and_the_value_strings_as_is_others_as_json() {
-    let fake = Fake::start(|_| (200, "true".into())).await;
+    let fake = Fake::start(|_| (200_u16, "true".to_string())).await;
     let out = run(
         &KvPut,
         &fake,
@@ -184,9 +184,9 @@ async fn a_missing_key_is_found_false_unless_required() {
 async fn consul_errors_are_surfaced_with_the_status_and_without_the_token() {
     let fake = Fake::start(|_| {
         (
-            403,
+            403_u16,
             "Permission denied: token with AccessorID 'abc' lacks permission 'key:read' on \"app/db\""
-                .into(),
+                .to_string(),
         )
     })
     .await;

@@ -36,8 +36,6 @@ pub(crate) use runner;
 
 pub mod aws;
 pub mod consul;
-#[cfg(test)]
-mod fake_api;
 pub mod kubernetes;
 mod params;
 mod rest;

@@ -2,8 +2,8 @@
 //! exercised by tests/integration/vault_kv.rs).
 
 use super::*;
-use crate::runners::fake_api::{closed_address, context, Fake, Seen};
 use squall_core::model::Status;
+use squall_testkit::{closed_address, context, Fake, Seen};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const TOKEN: &str = "hvs.vault-test-token-77d0";
