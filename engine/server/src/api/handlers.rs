@@ -384,11 +384,7 @@ pub async fn webhook(
         .collect();
     let payload =
         squall_runtime::sensors::webhook::payload(&path, &Json::Object(header_json), &body);
-    let trigger = sensor
-        .spec
-        .trigger
-        .clone()
-        .unwrap_or_else(|| "core.webhook".to_string());
+    let trigger = sensor.trigger.clone();
     let draft = super::edge::draft(
         &s,
         &who,
