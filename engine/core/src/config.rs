@@ -74,6 +74,15 @@ impl Reference {
         }
     }
 
+    /// A reference of a runner without settings that reads the parameters `P`.
+    pub fn parameters<P: JsonSchema>(summary: &'static str) -> Reference {
+        Reference {
+            summary,
+            settings: None,
+            parameters: Some(schemars::schema_for!(P)),
+        }
+    }
+
     /// This reference with the parameters `P`.
     pub fn with_parameters<P: JsonSchema>(mut self) -> Reference {
         self.parameters = Some(schemars::schema_for!(P));

@@ -31,13 +31,14 @@ pub async fn guarded(
 
 /// Defines a unit-struct runner called `$name` whose work is the async fn
 /// `$work(&RunContext) -> Outcome`, run under [`guarded`] (or the given `$guard`, a
-/// function of the same shape).
+/// function of the same shape), and whose reference documents the parameter struct
+/// `$params` with `$summary` ([`crate::config::Reference::parameters`]).
 #[macro_export]
 macro_rules! work_runner {
-    ($(#[$doc:meta])* $ty:ident, $name:literal, $work:path) => {
-        $crate::work_runner!($(#[$doc])* $ty, $name, $work, $crate::runner::guarded);
+    ($(#[$doc:meta])* $ty:ident, $name:literal, $work:path, $params:ty, $summary:literal) => {
+        $crate::work_runner!($(#[$doc])* $ty, $name, $work, $params, $summary, $crate::runner::guarded);
     };
-    ($(#[$doc:meta])* $ty:ident, $name:literal, $work:path, $guard:path) => {
+    ($(#[$doc:meta])* $ty:ident, $name:literal, $work:path, $params:ty, $summary:literal, $guard:path) => {
         $(#[$doc])*
         pub struct $ty;
 
@@ -45,6 +46,10 @@ macro_rules! work_runner {
         impl $crate::runner::Runner for $ty {
             fn name(&self) -> &'static str {
                 $name
+            }
+
+            fn reference(&self) -> $crate::config::Reference {
+                $crate::config::Reference::parameters::<$params>($summary)
             }
 
             async fn run(&self, ctx: $crate::runner::RunContext) -> $crate::runner::ActionOutcome {

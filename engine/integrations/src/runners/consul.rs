@@ -45,17 +45,17 @@ pub fn runners() -> Vec<Arc<dyn Runner>> {
     vec![Arc::new(KvPut), Arc::new(KvGet), Arc::new(KvDelete)]
 }
 
-super::runner!(
+squall_core::work_runner!(
     /// `consul.kv_put`: write a key. Result `{key, written: true}`.
     KvPut, "consul.kv_put", put, PutParams,
     "Writes a Consul key (strings as is, other values JSON-encoded), optionally as a check-and-set; the result is `{key, written: true}`."
 );
-super::runner!(
+squall_core::work_runner!(
     /// `consul.kv_get`: read a key, a prefix (`recurse`) or key names (`keys`).
     KvGet, "consul.kv_get", get, GetParams,
     "Reads a Consul key, every key under a prefix (`recurse`) or only key names (`keys`)."
 );
-super::runner!(
+squall_core::work_runner!(
     /// `consul.kv_delete`: delete a key or a prefix. Result `{key, deleted}`.
     KvDelete, "consul.kv_delete", delete, DeleteParams,
     "Deletes a Consul key (a check-and-set with `cas`) or every key under a prefix (`recurse`); the result is `{key, deleted}`."

@@ -6,7 +6,7 @@
 use super::RunContext;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
-use squall_core::config::{ConfigError, Reference};
+use squall_core::config::ConfigError;
 use squall_core::model::Json;
 
 /// Parameters that do not decode into a runner's parameter struct.
@@ -73,15 +73,6 @@ fn described<T: JsonSchema>(name: &str) -> Option<String> {
         .get("description")?
         .as_str()?;
     Some(d.replace('\n', " "))
-}
-
-/// The reference of a runner that takes no settings and reads the parameters `P`.
-pub(crate) fn reference<P: JsonSchema>(summary: &'static str) -> Reference {
-    Reference {
-        summary,
-        settings: None,
-        parameters: Some(schemars::schema_for!(P)),
-    }
 }
 
 #[cfg(test)]

@@ -54,22 +54,22 @@ pub fn runners() -> Vec<Arc<dyn Runner>> {
     ]
 }
 
-super::runner!(
+squall_core::work_runner!(
     /// `vault.kv_write`: write a secret. Result `{path, version, created_time}`.
     KvWrite, "vault.kv_write", write, WriteParams,
     "Writes a secret to a KV v2 engine, optionally as a check-and-set; the result is `{path, version, created_time}`."
 );
-super::runner!(
+squall_core::work_runner!(
     /// `vault.kv_read`: read a secret. Result `{path, found, data, version, created_time, deleted}`.
     KvRead, "vault.kv_read", read, ReadParams,
     "Reads a secret (a version of it) from a KV v2 engine; its values become secrets, masked in records and output."
 );
-super::runner!(
+squall_core::work_runner!(
     /// `vault.kv_delete`: delete versions or the whole secret. Result `{path, deleted: true}`.
     KvDelete, "vault.kv_delete", delete, DeleteParams,
     "Deletes the latest version of a secret, some versions (soft) or the whole secret with its metadata (`all_versions`)."
 );
-super::runner!(
+squall_core::work_runner!(
     /// `vault.kv_metadata`: a secret's metadata.
     KvMetadata, "vault.kv_metadata", metadata, MetadataParams,
     "Reads a secret's metadata: its versions, current and oldest version, times and custom metadata."

@@ -20,26 +20,26 @@ use squall_core::model::Json;
 /// AWS's error code for an identifier that is taken.
 const ALREADY_EXISTS: &str = "DBInstanceAlreadyExists";
 
-crate::runners::runner!(
+squall_core::work_runner!(
     /// `aws.rds.create_db_instance`: create a DB instance; an existing one with the same
     /// identifier and the same engine, class and storage is adopted (`adopted: true`).
     CreateDbInstance, "aws.rds.create_db_instance", create, CreateParams,
     "Creates an RDS DB instance; an existing one with the same identifier, engine, class and storage is adopted (`adopted: true`). The result is the instance's summary.",
     crate::runners::aws::guarded
 );
-crate::runners::runner!(
+squall_core::work_runner!(
     /// `aws.rds.describe_db_instances`: `{instances: [summary...]}` by identifier or filters.
     DescribeDbInstances, "aws.rds.describe_db_instances", describe, DescribeParams,
     "Describes RDS DB instances by identifier and/or filters; the result is `{instances: [summary...]}`.",
     crate::runners::aws::guarded
 );
-crate::runners::runner!(
+squall_core::work_runner!(
     /// `aws.rds.modify_db_instance`: modify an instance; the result is its summary.
     ModifyDbInstance, "aws.rds.modify_db_instance", modify, ModifyParams,
     "Modifies an RDS DB instance (class, storage, engine version, password, backups); the result is its summary.",
     crate::runners::aws::guarded
 );
-crate::runners::runner!(
+squall_core::work_runner!(
     /// `aws.rds.delete_db_instance`: delete an instance (a final snapshot unless skipped).
     DeleteDbInstance, "aws.rds.delete_db_instance", delete, DeleteParams,
     "Deletes an RDS DB instance, with a final snapshot unless skipped; an absent or already deleting instance is success.",

@@ -37,7 +37,7 @@ pub const TERMINAL_BAD: [&str; 7] = [
     "inaccessible-encryption-credentials",
 ];
 
-crate::runners::runner!(
+squall_core::work_runner!(
     /// `aws.rds.wait_db_instance`: until the instance has `status` (default `available`)
     /// or, with `status: deleted`, until it no longer exists.
     WaitDbInstance, "aws.rds.wait_db_instance", wait, WaitParams,

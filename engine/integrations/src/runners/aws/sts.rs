@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
-crate::runners::runner!(
+squall_core::work_runner!(
     /// `aws.sts.assume_role`: `{access_key_id, secret_access_key, session_token,
     /// expiration, assumed_role_arn}`.
     AssumeRole, "aws.sts.assume_role", assume_role, AssumeRoleParams,

@@ -20,37 +20,37 @@ pub const FIELD_MANAGER: &str = "squall";
 /// Default bound on `delete` with `wait: true`, in seconds.
 const DELETE_WAIT_TIMEOUT: f64 = 120.0;
 
-super::super::runner!(
+squall_core::work_runner!(
     /// `kubernetes.get`: one object by `api_version`, `kind`, `name` (and `namespace`).
     Get, "kubernetes.get", get, ObjectParams,
     "Reads one object of any kind the cluster serves; the result is the object."
 );
-super::super::runner!(
+squall_core::work_runner!(
     /// `kubernetes.list`: objects of a kind; result `{items, count}`.
     List, "kubernetes.list", list, ListParameters,
     "Lists the objects of a kind, in one namespace or all, with label and field selectors; the result is `{items, count}`."
 );
-super::super::runner!(
+squall_core::work_runner!(
     /// `kubernetes.apply`: server-side apply of `manifest`; result `{objects, count}`.
     Apply, "kubernetes.apply", apply, ApplyParams,
     "Server-side applies (field manager `squall`) the objects of a manifest; the result is `{objects, count}`."
 );
-super::super::runner!(
+squall_core::work_runner!(
     /// `kubernetes.create`: create the objects of `manifest`; result `{objects, count}`.
     Create, "kubernetes.create", create, CreateParams,
     "Creates the objects of a manifest (`generateName` allowed); the result is `{objects, count}`."
 );
-super::super::runner!(
+squall_core::work_runner!(
     /// `kubernetes.delete`: delete one object, optionally waiting until it is gone.
     Delete, "kubernetes.delete", delete, DeleteParameters,
     "Deletes one object, optionally waiting until it is gone; the result is `{name, kind, namespace, deleted, gone}`."
 );
-super::super::runner!(
+squall_core::work_runner!(
     /// `kubernetes.patch`: merge (default), JSON or strategic-merge patch of one object.
     Patch, "kubernetes.patch", patch, PatchParameters,
     "Patches one object with a merge (default), JSON or strategic-merge patch; the result is the object."
 );
-super::super::runner!(
+squall_core::work_runner!(
     /// `kubernetes.patch_status`: merge patch of one object's `status` subresource.
     PatchStatus, "kubernetes.patch_status", patch_status, PatchStatusParams,
     "Merge-patches the `status` subresource of one object (a custom resource's, typically); the result is the object."

@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 /// Default `timeout` of `wait`, in seconds.
 const WAIT_TIMEOUT: f64 = 300.0;
 
-super::super::runner!(
+squall_core::work_runner!(
     /// `kubernetes.wait`: until `condition` (`{type, status}` in `status.conditions`) or
     /// `condition_expr` (rhai over `object`) holds; the object is the result.
     Wait, "kubernetes.wait", wait, WaitParameters,
     "Waits until a condition of an object holds (`{type: Ready, status: \"True\"}`) or a rhai predicate over `object` is true; the result is the object."
 );
-super::super::runner!(
+squall_core::work_runner!(
     /// `kubernetes.logs`: a pod's logs; result `{pod, namespace, container, logs}`.
     Logs, "kubernetes.logs", logs, LogsParameters,
     "Reads a pod's logs; the result is `{pod, namespace, container, logs}`."
